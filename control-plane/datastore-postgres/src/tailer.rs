@@ -1,0 +1,110 @@
+//! The tailer: one task per store instance that follows the shared history in
+//! `kedge_log` and appends it to the instance's event window, whichever server
+//! wrote it.
+//!
+//! It reads in one snapshot the current revision and every row up to it. A row
+//! is visible only after its transaction committed, and a revision is handed
+//! out only after the one before it committed, so the rows up to the current
+//! revision are all there: no hole to wait for, no gap to fill. It wakes on
+//! NOTIFY from any server's writer, and polls as well, so a lost notification
+//! costs a delay, never an event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tracing::{debug, error, warn};
+
+use crate::reader::{self, Bounds, select_events};
+use crate::schema::CHANNEL;
+use crate::db_error;
+use kedge_datastore::watch::EventWindow;
+use kedge_datastore::{Event, Result};
+
+const PAGE: i64 = 1000;
+
+pub async fn run(pool: PgPool, window: Arc<EventWindow>, poll: Duration) {
+    let mut listener: Option<PgListener> = None;
+    let mut failures = 0u32;
+    loop {
+        if listener.is_none() {
+            listener = listen(&pool).await;
+        }
+        match read_new(&pool, &window).await {
+            Ok(true) => continue,
+            Ok(false) => failures = 0,
+            Err(err) => {
+                failures += 1;
+                warn!(error = %err, failures, "tailing the history failed; retrying");
+                let pause = poll.min(Duration::from_millis(100) * failures.min(20));
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        }
+        match listener.as_mut() {
+            Some(l) => match tokio::time::timeout(poll, l.try_recv()).await {
+                Ok(Ok(Some(_))) | Err(_) => {}
+                // The connection dropped; `try_recv` reconnects on its next call.
+                Ok(Ok(None)) => debug!("notification connection lost"),
+                Ok(Err(err)) => {
+                    debug!(error = %err, "notification listener failed");
+                    listener = None;
+                }
+            },
+            None => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.ok()?;
+    listener.listen(CHANNEL).await.ok()?;
+    Some(listener)
+}
+
+/// Appends what was committed since the window's newest revision. Returns true
+/// if there may be more to read right away.
+async fn read_new(pool: &PgPool, window: &EventWindow) -> Result<bool> {
+    let last = window.latest();
+    let mut tx = reader::snapshot(pool).await?;
+    let bounds = Bounds::read(&mut tx).await?;
+    if bounds.current <= last {
+        tx.commit().await.map_err(db_error("tail the history"))?;
+        return Ok(false);
+    }
+    if last + 1 < bounds.compacted {
+        // This instance fell behind a compaction (it was cut off for a while).
+        // Watchers still behind get "compacted" from the database; the window
+        // restarts at the oldest revision kept.
+        warn!(
+            last,
+            compacted = bounds.compacted,
+            "history compacted past this server's window"
+        );
+        window.reset(bounds.compacted - 1);
+        return Ok(true);
+    }
+    let rows = sqlx::query(select_events!(
+        "WHERE l.revision > $1 AND l.revision <= $2 ORDER BY l.revision LIMIT $3"
+    ))
+    .bind(last)
+    .bind(bounds.current)
+    .bind(PAGE)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error("tail the history"))?;
+    tx.commit().await.map_err(db_error("tail the history"))?;
+    let full = rows.len() as i64 == PAGE;
+    let events = rows
+        .iter()
+        .map(reader::event_row)
+        .collect::<Result<Vec<Event>>>()?;
+    if let Err(gap) = window.append(events) {
+        // The design rules this out; if it happens, say so loudly and read again
+        // rather than hand watchers a history with a hole in it.
+        error!(error = %gap, "history has a hole; re-reading");
+        return Ok(false);
+    }
+    Ok(full)
+}
