@@ -16,6 +16,7 @@ as_root() {
 
 # Debian packages, each with the command or file that proves it is installed.
 #   protobuf-compiler   protoc, for the etcd v3 gRPC client (and proto/ later)
+#   libprotobuf-dev     the well-known .proto files etcd's API imports
 #   etcd-server         a real etcd 3.4, started on random ports by the datastore tests
 #   postgresql          a real PostgreSQL, started by the tests with initdb as an unprivileged user
 #   build-essential     cc for rusqlite's bundled SQLite
@@ -26,6 +27,7 @@ check() { # check <package> <probe...>
   if ! "$@" >/dev/null 2>&1; then need_packages+=("$pkg"); fi
 }
 check protobuf-compiler command -v protoc
+check libprotobuf-dev test -f /usr/include/google/protobuf/descriptor.proto
 check etcd-server command -v etcd
 check postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
 check build-essential command -v cc

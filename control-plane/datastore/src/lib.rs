@@ -8,8 +8,12 @@
 //! backends (`kedge-datastore-sqlite`, `-postgres`, `-etcd`) depend on it.
 //!
 //! Architecture invariants every backend keeps:
-//! - Every write is a compare-and-swap and gets the next revision. Revisions
-//!   are dense and handed out in commit order, on one server or many.
+//! - Every write is a compare-and-swap and gets a revision greater than every
+//!   revision before it, in commit order, on one server or many. On SQLite
+//!   and PostgreSQL the revisions are dense: one write, one revision, no
+//!   holes. On etcd they are etcd's own: the store's bookkeeping key takes a
+//!   revision when it compacts, and a lease that expires deletes all its keys
+//!   in one revision.
 //! - A watch delivers every event of its prefix, in revision order, exactly
 //!   once, with the previous value on update and delete. A watch from before
 //!   the compacted revision fails with [`Error::Compacted`].
@@ -30,8 +34,8 @@ use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, Result};
 pub use types::{
-    Deleted, Event, EventKind, KeyValue, ListRequest, ListResponse, MAX_KEY_BYTES,
-    MAX_VALUE_BYTES, Revision, StorageStats, WriteOptions,
+    Deleted, Event, EventKind, KeyValue, ListRequest, ListResponse, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    Revision, StorageStats, WriteOptions,
 };
 pub use watch::WatchStream;
 

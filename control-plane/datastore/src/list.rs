@@ -98,6 +98,10 @@ mod tests {
     #[test]
     fn last_page_has_no_token() {
         let plan = ListPlan::new(&ListRequest::prefix("/a/").limit(2)).unwrap();
-        assert!(plan.page(7, vec![kv("/a/1"), kv("/a/2")]).continue_token.is_none());
+        assert!(
+            plan.page(7, vec![kv("/a/1"), kv("/a/2")])
+                .continue_token
+                .is_none()
+        );
     }
 }

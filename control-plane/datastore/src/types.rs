@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use std::time::Duration;
 
-/// A datastore revision. Every successful write gets the next one; the store's
-/// history is the dense sequence 1, 2, 3, … of them. Kubernetes calls this the
-/// resourceVersion.
+/// A datastore revision. Every successful write gets a greater one than all
+/// before it; on the SQL backends the history is the dense sequence 1, 2, 3, …
+/// (see the crate header for etcd). Kubernetes calls this the resourceVersion.
 pub type Revision = i64;
 
 /// The largest value the store accepts: 1.5 MiB, etcd's default request limit,

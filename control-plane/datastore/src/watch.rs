@@ -113,16 +113,15 @@ impl EventWindow {
     /// or a repeat it appends nothing and says so.
     pub fn append(&self, events: impl IntoIterator<Item = Event>) -> Result<(), OutOfSequence> {
         let mut window = self.inner.write().unwrap();
-        let mut next = window.first + window.events.len() as Revision;
+        let next = window.first + window.events.len() as Revision;
         let events: Vec<Event> = events.into_iter().collect();
-        for event in &events {
-            if event.revision() != next {
+        for (expected, event) in (next..).zip(&events) {
+            if event.revision() != expected {
                 return Err(OutOfSequence {
-                    expected: next,
+                    expected,
                     got: event.revision(),
                 });
             }
-            next += 1;
         }
         let Some(latest) = events.last().map(Event::revision) else {
             return Ok(());
@@ -332,7 +331,12 @@ mod tests {
 
     #[async_trait]
     impl History for VecHistory {
-        async fn read_history(&self, prefix: &str, from: Revision, max: i64) -> Result<HistoryPage> {
+        async fn read_history(
+            &self,
+            prefix: &str,
+            from: Revision,
+            max: i64,
+        ) -> Result<HistoryPage> {
             if from < self.compacted {
                 return Err(Error::Compacted {
                     requested: from,
@@ -416,7 +420,10 @@ mod tests {
         assert_eq!(got, want);
         feeder.await.unwrap();
         window.close();
-        assert!(stream.next().await.is_none(), "stream ends when the store closes");
+        assert!(
+            stream.next().await.is_none(),
+            "stream ends when the store closes"
+        );
     }
 
     #[tokio::test]
