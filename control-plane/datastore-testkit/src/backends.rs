@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use tempfile::TempDir;
 
 use crate::conformance::Backend;
-use crate::servers::{Durability, Postgres};
+use crate::servers::{Durability, Etcd, Postgres};
 use kedge_datastore::watch::WindowLimits;
 use kedge_datastore::{ManualClock, Store};
+use kedge_datastore_etcd::{EtcdConfig, EtcdStore};
 use kedge_datastore_postgres::{PostgresConfig, PostgresStore};
 use kedge_datastore_sqlite::{SqliteConfig, SqliteStore};
 
@@ -133,5 +134,49 @@ impl Backend for PostgresBackend {
 
     fn short_ttl(&self) -> Duration {
         Duration::from_secs(60)
+    }
+}
+
+/// A throwaway etcd of its own, on tmpfs. TTLs run on real time: etcd keeps
+/// its own clock.
+#[derive(Debug)]
+pub struct EtcdBackend {
+    pub etcd: Etcd,
+    pub store: Arc<dyn Store>,
+}
+
+impl EtcdBackend {
+    pub async fn new() -> Self {
+        let etcd = tokio::task::spawn_blocking(|| Etcd::start(Durability::Fast))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("start etcd: {e}"));
+        let store = Arc::new(Self::connect(&etcd).await);
+        EtcdBackend { etcd, store }
+    }
+
+    async fn connect(etcd: &Etcd) -> EtcdStore {
+        EtcdStore::connect(EtcdConfig::new([etcd.endpoint()]))
+            .await
+            .unwrap_or_else(|e| panic!("connect to etcd at {}: {e}", etcd.endpoint()))
+    }
+}
+
+#[async_trait]
+impl Backend for EtcdBackend {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    async fn second_server(&self) -> Option<Arc<dyn Store>> {
+        Some(Arc::new(Self::connect(&self.etcd).await))
+    }
+
+    async fn pass_time(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+
+    fn short_ttl(&self) -> Duration {
+        Duration::from_secs(2)
     }
 }

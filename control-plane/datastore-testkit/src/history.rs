@@ -24,10 +24,22 @@ use kedge_datastore::{Error, Event, EventKind, KeyValue, Revision, Store, WriteO
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Create { key: String, value: Bytes },
-    Update { key: String, value: Bytes, expected: Revision },
-    Delete { key: String, expected: Option<Revision> },
-    Get { key: String },
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Get {
+        key: String,
+    },
 }
 
 impl Op {
@@ -133,7 +145,11 @@ impl Interval<'_> {
 
 /// Checks a history; see the module header. `start` is the first revision the
 /// run could produce, and the store must have had no other writers.
-pub fn check(entries: &[Entry], watched: &[Vec<Event>], start: Revision) -> Result<Report, Vec<String>> {
+pub fn check(
+    entries: &[Entry],
+    watched: &[Vec<Event>],
+    start: Revision,
+) -> Result<Report, Vec<String>> {
     let mut violations = Vec::new();
     for e in entries {
         if let Outcome::Failed(err) = &e.outcome {
@@ -175,14 +191,17 @@ pub fn check(entries: &[Entry], watched: &[Vec<Event>], start: Revision) -> Resu
                 create_revision: rev,
                 mod_revision: rev,
             }),
-            (Op::Update { value, expected, .. }, Some(p)) if p.mod_revision == *expected => {
-                Some(KeyValue {
-                    key: key.into(),
-                    value: value.clone(),
-                    create_revision: p.create_revision,
-                    mod_revision: rev,
-                })
-            }
+            (
+                Op::Update {
+                    value, expected, ..
+                },
+                Some(p),
+            ) if p.mod_revision == *expected => Some(KeyValue {
+                key: key.into(),
+                value: value.clone(),
+                create_revision: p.create_revision,
+                mod_revision: rev,
+            }),
             (Op::Delete { expected, .. }, Some(p))
                 if expected.is_none_or(|e| e == p.mod_revision) =>
             {
@@ -248,7 +267,9 @@ pub fn check(entries: &[Entry], watched: &[Vec<Event>], start: Revision) -> Resu
         end: None,
     }];
     for e in entries {
-        let timeline = intervals.get(e.op.key()).map_or(&initial[..], Vec::as_slice);
+        let timeline = intervals
+            .get(e.op.key())
+            .map_or(&initial[..], Vec::as_slice);
         let fits = |want: &dyn Fn(Option<Revision>) -> bool| {
             timeline.iter().any(|i| want(i.state) && i.overlaps(e))
         };

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{program} not found ({looked}): install the Debian package {package} (scripts/setup.sh does)")]
+    #[error(
+        "{program} not found ({looked}): install the Debian package {package} (scripts/setup.sh does)"
+    )]
     Missing {
         program: &'static str,
         package: &'static str,
@@ -313,19 +315,34 @@ impl Postgres {
             "shared_buffers=64MB",
         ];
         if self.durability == Durability::Fast {
-            settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"]);
+            settings.extend([
+                "fsync=off",
+                "synchronous_commit=off",
+                "full_page_writes=off",
+            ]);
         }
         for s in settings {
             args.push("-c".into());
             args.push(s.into());
         }
         let log = self.dir.join("postgres.log");
-        let server = Supervised::spawn(&self.bin.join("postgres"), &args, &self.dir, log, self.user)?;
+        let server =
+            Supervised::spawn(&self.bin.join("postgres"), &args, &self.dir, log, self.user)?;
         let pg_isready = self.bin.join("pg_isready");
         let port = self.port.to_string();
         wait_until("postgres", Duration::from_secs(60), &server, || {
             Command::new(&pg_isready)
-                .args(["-q", "-h", "127.0.0.1", "-p", &port, "-U", "kedge", "-d", "postgres"])
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "kedge",
+                    "-d",
+                    "postgres",
+                ])
                 .status()
                 .is_ok_and(|s| s.success())
         })?;
@@ -345,7 +362,14 @@ impl Postgres {
     /// Creates an empty database and returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String, ServerError> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "kedge"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "kedge",
+            ])
             .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c"])
             .arg(format!("CREATE DATABASE \"{name}\""))
             .output()
@@ -357,6 +381,29 @@ impl Postgres {
             });
         }
         Ok(self.url(name))
+    }
+
+    /// Runs `sql` with psql on `database` and returns its unaligned output.
+    pub fn query(&self, database: &str, sql: &str) -> Result<String, ServerError> {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "kedge",
+            ])
+            .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .map_err(io("run psql"))?;
+        if !out.status.success() {
+            return Err(ServerError::Failed {
+                what: format!("psql {sql:?}"),
+                output: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     /// Stops the server as a crash would: an immediate shutdown (SIGQUIT),
@@ -377,7 +424,10 @@ impl Postgres {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        self.server.as_ref().map(Supervised::log).unwrap_or_default()
+        self.server
+            .as_ref()
+            .map(Supervised::log)
+            .unwrap_or_default()
     }
 }
 
@@ -460,7 +510,10 @@ impl Etcd {
     }
 
     pub fn log(&self) -> String {
-        self.server.as_ref().map(Supervised::log).unwrap_or_default()
+        self.server
+            .as_ref()
+            .map(Supervised::log)
+            .unwrap_or_default()
     }
 }
 
@@ -486,5 +539,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
 }

@@ -1,0 +1,469 @@
+//! datastore-bench: measures every datastore backend on real servers and
+//! writes the numbers into docs/benchmarks.md.
+//!
+//! Per backend: writes/s and latency with one writer (creates, then CAS
+//! updates) and with 16 concurrent writers, the time to list 10,000 keys, and
+//! watch delivery latency. Servers run with production durability: fsync on
+//! every commit, data on disk (/var/tmp), not tmpfs.
+//!
+//! Usage: datastore-bench [--backends sqlite,postgres,etcd] [--quick] [--no-docs]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use kedge_datastore::{ListRequest, Store, WriteOptions};
+use kedge_datastore_etcd::{EtcdConfig, EtcdStore};
+use kedge_datastore_postgres::{PostgresConfig, PostgresStore};
+use kedge_datastore_sqlite::{SqliteConfig, SqliteStore};
+use kedge_datastore_testkit::servers::{Durability, Etcd, Postgres};
+
+const NO_TTL: WriteOptions = WriteOptions { ttl: None };
+const MARK_BEGIN: &str = "<!-- datastore-bench:begin -->";
+const MARK_END: &str = "<!-- datastore-bench:end -->";
+
+struct Sizes {
+    sequential: usize,
+    concurrent: usize,
+    writers: usize,
+    list_keys: usize,
+    list_runs: usize,
+    watch_events: usize,
+}
+
+/// What one backend measured.
+#[derive(Debug, Default)]
+struct Results {
+    backend: &'static str,
+    create_1: Latencies,
+    update_1: Latencies,
+    create_16: Latencies,
+    list_all_ms: f64,
+    list_paged_ms: f64,
+    watch: Latencies,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Latencies {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Latencies {
+    fn from(mut samples: Vec<Duration>, wall: Duration) -> Self {
+        samples.sort();
+        let pick = |q: f64| {
+            samples
+                .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        Latencies {
+            per_sec: samples.len() as f64 / wall.as_secs_f64(),
+            p50_ms: pick(0.50),
+            p99_ms: pick(0.99),
+        }
+    }
+}
+
+fn median_ms(mut runs: Vec<Duration>) -> f64 {
+    runs.sort();
+    runs[runs.len() / 2].as_secs_f64() * 1000.0
+}
+
+fn value(i: usize) -> Bytes {
+    // About the size of a small Kubernetes object.
+    Bytes::from(format!(
+        "{{\"kind\":\"ConfigMap\",\"n\":{i},\"pad\":\"{}\"}}",
+        "x".repeat(400)
+    ))
+}
+
+/// Progress on one line per phase.
+fn phase(backend: &str, what: &str) {
+    eprintln!("[{backend}] {what}…");
+}
+
+async fn measure(store: Arc<dyn Store>, sizes: &Sizes) -> Result<Results> {
+    let name = store.backend();
+    let mut r = Results {
+        backend: name,
+        ..Results::default()
+    };
+
+    phase(name, &format!("{} creates, one writer", sizes.sequential));
+    let mut samples = Vec::with_capacity(sizes.sequential);
+    let mut kvs = Vec::with_capacity(sizes.sequential);
+    let wall = Instant::now();
+    for i in 0..sizes.sequential {
+        let t = Instant::now();
+        kvs.push(
+            store
+                .create(&format!("/bench/seq/{i:06}"), value(i), NO_TTL)
+                .await?,
+        );
+        samples.push(t.elapsed());
+    }
+    r.create_1 = Latencies::from(samples, wall.elapsed());
+
+    phase(
+        name,
+        &format!("{} CAS updates, one writer", sizes.sequential),
+    );
+    let mut samples = Vec::with_capacity(sizes.sequential);
+    let wall = Instant::now();
+    for (i, kv) in kvs.iter().enumerate() {
+        let t = Instant::now();
+        store
+            .update(&kv.key, value(i + 1), kv.mod_revision, NO_TTL)
+            .await?;
+        samples.push(t.elapsed());
+    }
+    r.update_1 = Latencies::from(samples, wall.elapsed());
+
+    phase(
+        name,
+        &format!(
+            "{} creates, {} concurrent writers",
+            sizes.concurrent, sizes.writers
+        ),
+    );
+    let wall = Instant::now();
+    let per_writer = sizes.concurrent / sizes.writers;
+    let mut tasks = Vec::new();
+    for w in 0..sizes.writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per_writer);
+            for i in 0..per_writer {
+                let t = Instant::now();
+                store
+                    .create(&format!("/bench/par/{w:02}/{i:06}"), value(i), NO_TTL)
+                    .await?;
+                samples.push(t.elapsed());
+            }
+            Ok::<_, kedge_datastore::Error>(samples)
+        }));
+    }
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await??);
+    }
+    r.create_16 = Latencies::from(samples, wall.elapsed());
+
+    phase(name, &format!("loading {} keys to list", sizes.list_keys));
+    futures::stream::iter(0..sizes.list_keys)
+        .map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .create(&format!("/bench/list/{i:06}"), value(i), NO_TTL)
+                    .await
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    phase(
+        name,
+        &format!(
+            "listing {} keys, {} times",
+            sizes.list_keys, sizes.list_runs
+        ),
+    );
+    let mut all = Vec::new();
+    let mut paged = Vec::new();
+    for _ in 0..sizes.list_runs {
+        let t = Instant::now();
+        let page = store.list(&ListRequest::prefix("/bench/list/")).await?;
+        all.push(t.elapsed());
+        if page.kvs.len() != sizes.list_keys {
+            bail!(
+                "{name}: listed {} keys, expected {}",
+                page.kvs.len(),
+                sizes.list_keys
+            );
+        }
+        let t = Instant::now();
+        let mut token = None;
+        let mut n = 0;
+        loop {
+            let mut req = ListRequest::prefix("/bench/list/").limit(500);
+            req.continue_token = token;
+            let page = store.list(&req).await?;
+            n += page.kvs.len();
+            token = page.continue_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        paged.push(t.elapsed());
+        if n != sizes.list_keys {
+            bail!(
+                "{name}: paged through {n} keys, expected {}",
+                sizes.list_keys
+            );
+        }
+    }
+    r.list_all_ms = median_ms(all);
+    r.list_paged_ms = median_ms(paged);
+
+    phase(
+        name,
+        &format!("watch delivery of {} writes", sizes.watch_events),
+    );
+    let mut watch = store.watch("/bench/watch/", 0).await?;
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let writer = {
+        let store = store.clone();
+        let n = sizes.watch_events;
+        tokio::spawn(async move {
+            for i in 0..n {
+                let _ = sent_tx.send(Instant::now());
+                store
+                    .create(&format!("/bench/watch/{i:06}"), value(i), NO_TTL)
+                    .await?;
+            }
+            Ok::<_, kedge_datastore::Error>(())
+        })
+    };
+    let mut samples = Vec::with_capacity(sizes.watch_events);
+    let wall = Instant::now();
+    for _ in 0..sizes.watch_events {
+        let event = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .context("watch stalled")?
+            .context("watch ended")??;
+        let sent = sent_rx.recv().await.context("writer stopped")?;
+        samples.push(sent.elapsed());
+        let _ = event;
+    }
+    writer.await??;
+    r.watch = Latencies::from(samples, wall.elapsed());
+    Ok(r)
+}
+
+fn table(results: &[Results]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| backend | creates/s, 1 writer | create p50 / p99 | CAS updates/s, 1 writer | update p50 / p99 | creates/s, 16 writers | p50 / p99 at 16 | list 10k keys | list 10k, pages of 500 | watch delivery p50 / p99 |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        let _ = writeln!(
+            t,
+            "| {} | {:.0} | {:.2} / {:.2} ms | {:.0} | {:.2} / {:.2} ms | {:.0} | {:.2} / {:.2} ms | {:.1} ms | {:.1} ms | {:.2} / {:.2} ms |",
+            r.backend,
+            r.create_1.per_sec,
+            r.create_1.p50_ms,
+            r.create_1.p99_ms,
+            r.update_1.per_sec,
+            r.update_1.p50_ms,
+            r.update_1.p99_ms,
+            r.create_16.per_sec,
+            r.create_16.p50_ms,
+            r.create_16.p99_ms,
+            r.list_all_ms,
+            r.list_paged_ms,
+            r.watch.p50_ms,
+            r.watch.p99_ms,
+        );
+    }
+    t
+}
+
+fn anchors(results: &[Results]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "| anchor | published | kedge, same run | ratio |");
+    let _ = writeln!(t, "|---|---|---|---|");
+    let find = |name: &str| results.iter().find(|r| r.backend == name);
+    if let Some(r) = find("etcd") {
+        let _ = writeln!(
+            t,
+            "| etcd docs: one client, writes/s | ~583/s at 1.6 ms | {:.0}/s at p50 {:.2} ms (kedge on etcd 3.4, this disk) | {:.2}× |",
+            r.create_1.per_sec,
+            r.create_1.p50_ms,
+            r.create_1.per_sec / 583.0
+        );
+    }
+    if let Some(r) = find("postgres") {
+        let _ = writeln!(
+            t,
+            "| kine CI on PostgreSQL: create latency | 7–9 ms | p50 {:.2} ms, p99 {:.2} ms | {:.1}× faster at p50 than 7 ms |",
+            r.create_1.p50_ms,
+            r.create_1.p99_ms,
+            7.0 / r.create_1.p50_ms
+        );
+        let _ = writeln!(
+            t,
+            "| kine CI on PostgreSQL: update latency | 13–17 ms | p50 {:.2} ms, p99 {:.2} ms | {:.1}× faster at p50 than 13 ms |",
+            r.update_1.p50_ms,
+            r.update_1.p99_ms,
+            13.0 / r.update_1.p50_ms
+        );
+    }
+    if let Some(r) = find("sqlite") {
+        let _ = writeln!(
+            t,
+            "| etcd docs: one client, writes/s | ~583/s at 1.6 ms | SQLite: {:.0}/s at p50 {:.2} ms | {:.2}× |",
+            r.create_1.per_sec,
+            r.create_1.p50_ms,
+            r.create_1.per_sec / 583.0
+        );
+    }
+    t
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cpus} CPUs, {mem_gib:.0} GiB, Linux {}", kernel.trim())
+}
+
+fn write_docs(path: &Path, section: &str) -> Result<()> {
+    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let updated = match (existing.find(MARK_BEGIN), existing.find(MARK_END)) {
+        (Some(b), Some(e)) if b < e => format!(
+            "{}{MARK_BEGIN}\n{section}{MARK_END}{}",
+            &existing[..b],
+            &existing[e + MARK_END.len()..]
+        ),
+        _ => format!(
+            "{}\n{MARK_BEGIN}\n{section}{MARK_END}\n",
+            existing.trim_end()
+        ),
+    };
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, updated).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replace {}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let write = !args.iter().any(|a| a == "--no-docs");
+    let backends: Vec<String> = args
+        .iter()
+        .position(|a| a == "--backends")
+        .and_then(|i| args.get(i + 1))
+        .map_or("sqlite,postgres,etcd".into(), |s| s.clone())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let sizes = if quick {
+        Sizes {
+            sequential: 200,
+            concurrent: 800,
+            writers: 16,
+            list_keys: 10_000,
+            list_runs: 3,
+            watch_events: 200,
+        }
+    } else {
+        Sizes {
+            sequential: 2000,
+            concurrent: 8000,
+            writers: 16,
+            list_keys: 10_000,
+            list_runs: 9,
+            watch_events: 2000,
+        }
+    };
+
+    let mut results = Vec::new();
+    for backend in &backends {
+        let result = match backend.as_str() {
+            "sqlite" => {
+                let dir = tempfile::Builder::new()
+                    .prefix("kedge-bench-sqlite-")
+                    .tempdir_in("/var/tmp")?;
+                let store =
+                    SqliteStore::open(SqliteConfig::new(dir.path().join("state.db"))).await?;
+                measure(Arc::new(store), &sizes).await?
+            }
+            "postgres" => {
+                let pg =
+                    tokio::task::spawn_blocking(|| Postgres::start(Durability::Durable)).await??;
+                let url = pg.create_database("bench")?;
+                let store = PostgresStore::connect(PostgresConfig::new(url)).await?;
+                let r = measure(Arc::new(store), &sizes).await?;
+                drop(pg);
+                r
+            }
+            "etcd" => {
+                let etcd =
+                    tokio::task::spawn_blocking(|| Etcd::start(Durability::Durable)).await??;
+                let store = EtcdStore::connect(EtcdConfig::new([etcd.endpoint()])).await?;
+                let r = measure(Arc::new(store), &sizes).await?;
+                drop(etcd);
+                r
+            }
+            other => bail!("unknown backend {other:?}: use sqlite, postgres or etcd"),
+        };
+        eprintln!("[{backend}] done");
+        results.push(result);
+    }
+
+    let command = format!(
+        "cargo run --release -p kedge-datastore-testkit --bin datastore-bench --{}",
+        if args.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", args.join(" "))
+        }
+    );
+    let mut section = String::new();
+    let _ = writeln!(section, "## Datastore\n");
+    let _ = writeln!(
+        section,
+        "Measured {} on {} with `{command}`{}. Servers run durable: SQLite in WAL mode with \
+         synchronous=FULL, PostgreSQL 15 and etcd 3.4 with default settings (fsync on every \
+         commit), all with data on disk under /var/tmp. Values are ~450 bytes. Latency is per \
+         call as the client sees it; watch delivery is from the write's call to the event \
+         reaching a watcher of the same store instance.\n",
+        today(),
+        machine(),
+        if quick { " (quick sizes)" } else { "" }
+    );
+    section.push_str(&table(&results));
+    let _ = writeln!(section, "\nAgainst the anchors in the issue:\n");
+    section.push_str(&anchors(&results));
+    section.push('\n');
+    println!("{section}");
+    if write {
+        let path = docs_path();
+        write_docs(&path, &section)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn docs_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md")
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "today".into(), |s| s.trim().to_string())
+}
