@@ -1,0 +1,131 @@
+//! `kedge server` as a user runs it: the real binary, on each datastore.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kedge_datastore_testkit::backends::{shared_postgres, unique_name};
+use kedge_datastore_testkit::servers::{Durability, Etcd};
+
+fn kedge(data_dir: &Path, endpoint: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kedge"));
+    cmd.arg("server")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--datastore-endpoint")
+        .arg(endpoint)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts the server and waits for it to say the datastore is ready.
+/// Returns the child and the rest of its log as it comes.
+fn start(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.spawn().expect("run kedge");
+    let (tx, rx) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("datastore ready") => return (child, rx),
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "kedge server did not get ready; it said:\n{}",
+                    seen.join("\n")
+                );
+            }
+        }
+    }
+}
+
+/// SIGTERM, as systemd stops it, and expect a clean exit.
+fn stop(mut child: Child) {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "kedge server exited with {status}");
+}
+
+#[test]
+fn serves_on_embedded_sqlite_in_the_k3s_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _log) = start(kedge(dir.path(), ""));
+    let db = dir.path().join("server/db/state.db");
+    assert!(db.exists(), "the database is at {}", db.display());
+    stop(child);
+    assert!(
+        !dir.path().join("server/db/state.db-wal").exists(),
+        "a clean stop checkpoints the write-ahead log"
+    );
+    // It starts again on the same database.
+    let (child, _log) = start(kedge(dir.path(), ""));
+    stop(child);
+}
+
+#[test]
+fn serves_on_postgres_without_logging_the_password() {
+    let pg = shared_postgres();
+    let name = unique_name("kedge_server");
+    pg.create_database(&name).unwrap();
+    pg.query(&name, "ALTER USER kedge PASSWORD 'hunter2-secret'")
+        .unwrap();
+    let url = format!(
+        "postgres://kedge:hunter2-secret@127.0.0.1:{}/{name}",
+        pg.port()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (child, log) = start(kedge(dir.path(), &url));
+    stop(child);
+    let all: Vec<String> = log.try_iter().collect();
+    assert!(
+        !all.iter().any(|l| l.contains("hunter2")),
+        "the password leaked into the log"
+    );
+    let tables = pg
+        .query(
+            &name,
+            "SELECT count(*) FROM kedge_meta WHERE name = 'revision'",
+        )
+        .unwrap();
+    assert_eq!(tables, "1", "kedge created its tables");
+}
+
+#[test]
+fn serves_on_etcd() {
+    let etcd = Etcd::start(Durability::Fast).unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = etcd.endpoint().replace("http://", "etcd://");
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _log) = start(kedge(dir.path(), &endpoint));
+    stop(child);
+}
+
+#[test]
+fn refuses_bad_configuration_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (endpoint, says) in [
+        ("mysql://root@db/kedge", "MySQL is not a kedge datastore"),
+        ("postgres://kedge@127.0.0.1:1/none", "open the datastore"),
+        ("nonsense", "has no scheme"),
+    ] {
+        let out = kedge(dir.path(), endpoint).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{endpoint}: {stderr}");
+        assert!(stderr.contains(says), "{endpoint}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{endpoint}: {stderr}");
+    }
+}
