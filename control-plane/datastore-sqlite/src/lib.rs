@@ -78,6 +78,7 @@ impl SqliteConfig {
 #[derive(Debug)]
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    writer: Option<std::thread::JoinHandle<()>>,
     readers: Arc<ReadPool>,
     window: Arc<EventWindow>,
     clock: Arc<dyn Clock>,
@@ -118,7 +119,7 @@ impl SqliteStore {
         let window = Arc::new(EventWindow::new(revision, config.window));
         let writer = Writer::new(conn, window.clone(), config.max_batch.max(1))?;
         let (jobs, rx) = mpsc::channel(4096);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Backend {
@@ -129,6 +130,7 @@ impl SqliteStore {
         info!(path = %path_text, revision, "sqlite datastore open");
         Ok(SqliteStore {
             jobs,
+            writer: Some(writer),
             readers: Arc::new(ReadPool {
                 path: config.path,
                 idle: Mutex::new(Vec::new()),
@@ -154,6 +156,18 @@ impl SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    /// Lets the writer finish what is queued, then waits for it to close the
+    /// database, so the last commit is checkpointed before the process exits.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
 fn writer_gone(op: &'static str) -> Error {
     Error::Unavailable {
         backend: BACKEND,
@@ -169,7 +183,9 @@ pub(crate) fn sql_error(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
         use rusqlite::ErrorCode::*;
         let unavailable = matches!(
             err.sqlite_error_code(),
-            Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen | ReadOnly)
+            Some(
+                DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen | ReadOnly
+            )
         );
         if unavailable {
             Error::Unavailable {

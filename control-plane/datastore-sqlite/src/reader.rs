@@ -123,13 +123,7 @@ pub fn list(conn: &Connection, plan: &ListPlan) -> Result<(Revision, Vec<KeyValu
             )
             .map_err(sql_error("list keys"))?;
         stmt.query_map(
-            params![
-                plan.start_key.as_bytes(),
-                end,
-                revision,
-                KIND_DELETE,
-                limit
-            ],
+            params![plan.start_key.as_bytes(), end, revision, KIND_DELETE, limit],
             kv_row,
         )
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -206,7 +200,8 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
         KIND_CREATE => EventKind::Create,
         KIND_UPDATE => EventKind::Update,
         KIND_DELETE => {
-            let prev = prev_kv.ok_or_else(|| corrupt(revision, "a delete without its previous value"))?;
+            let prev =
+                prev_kv.ok_or_else(|| corrupt(revision, "a delete without its previous value"))?;
             return Ok(Event::deleted(prev, revision));
         }
         _ => return Err(corrupt(revision, "an unknown kind")),

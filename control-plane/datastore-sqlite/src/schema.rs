@@ -59,7 +59,9 @@ pub fn ensure(conn: &Connection, path: &str) -> Result<()> {
         .optional()
         .or_else(|err| match err {
             // a new or foreign database: no meta table yet
-            rusqlite::Error::SqliteFailure(_, Some(ref msg)) if msg.starts_with("no such table") => {
+            rusqlite::Error::SqliteFailure(_, Some(ref msg))
+                if msg.starts_with("no such table") =>
+            {
                 Ok(None)
             }
             other => Err(other),

@@ -299,7 +299,8 @@ fn apply(tx: &Connection, op: &WriteOp, rev: Revision) -> Result<(Outcome, Vec<E
             expected,
             expires_at,
         } => {
-            let current = read_current(tx, key)?.ok_or_else(|| Error::NotFound { key: key.clone() })?;
+            let current =
+                read_current(tx, key)?.ok_or_else(|| Error::NotFound { key: key.clone() })?;
             if current.mod_revision != *expected {
                 return Err(Error::Conflict {
                     key: key.clone(),
@@ -335,7 +336,8 @@ fn apply(tx: &Connection, op: &WriteOp, rev: Revision) -> Result<(Outcome, Vec<E
             Ok((Outcome::Put(kv), vec![event]))
         }
         WriteOp::Delete { key, expected } => {
-            let current = read_current(tx, key)?.ok_or_else(|| Error::NotFound { key: key.clone() })?;
+            let current =
+                read_current(tx, key)?.ok_or_else(|| Error::NotFound { key: key.clone() })?;
             if let Some(expected) = expected.filter(|e| *e != current.mod_revision) {
                 return Err(Error::Conflict {
                     key: key.clone(),
@@ -346,7 +348,10 @@ fn apply(tx: &Connection, op: &WriteOp, rev: Revision) -> Result<(Outcome, Vec<E
             let event = delete(tx, current, rev)?;
             let deleted = Deleted {
                 revision: rev,
-                prev_kv: event.prev_kv.clone().expect("a delete has its previous value"),
+                prev_kv: event
+                    .prev_kv
+                    .clone()
+                    .expect("a delete has its previous value"),
             };
             Ok((Outcome::Deleted(deleted), vec![event]))
         }
