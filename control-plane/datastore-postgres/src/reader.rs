@@ -227,7 +227,11 @@ pub fn event_row(row: &PgRow) -> Result<Event> {
         KIND_CREATE => EventKind::Create,
         KIND_UPDATE => EventKind::Update,
         KIND_DELETE => return Ok(Event::deleted(prev_kv.ok_or_else(missing_prev)?, revision)),
-        other => return Err(corrupt(format!("log row {revision} has unknown kind {other}"))),
+        other => {
+            return Err(corrupt(format!(
+                "log row {revision} has unknown kind {other}"
+            )));
+        }
     };
     if kind == EventKind::Update && prev_kv.is_none() {
         return Err(missing_prev());

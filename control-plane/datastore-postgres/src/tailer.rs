@@ -16,9 +16,9 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tracing::{debug, error, warn};
 
+use crate::db_error;
 use crate::reader::{self, Bounds, select_events};
 use crate::schema::CHANNEL;
-use crate::db_error;
 use kedge_datastore::watch::EventWindow;
 use kedge_datastore::{Event, Result};
 

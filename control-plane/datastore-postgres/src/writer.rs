@@ -117,12 +117,11 @@ impl Writer {
     async fn commit(&mut self, ops: &[&WriteOp]) -> Result<Vec<Result<Outcome>>> {
         let conn = self.connection().await?;
         let mut tx = conn.begin().await.map_err(db_error("begin a write"))?;
-        let start: Revision = sqlx::query_scalar(
-            "SELECT value FROM kedge_meta WHERE name = 'revision' FOR UPDATE",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error("lock the revision"))?;
+        let start: Revision =
+            sqlx::query_scalar("SELECT value FROM kedge_meta WHERE name = 'revision' FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error("lock the revision"))?;
         let mut next = start + 1;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
