@@ -157,12 +157,14 @@ impl PostgresStore {
 
         let window = Arc::new(EventWindow::new(revision, config.window));
         let (jobs, rx) = mpsc::channel(4096);
-        let writer = Writer::new(options, config.max_batch.max(1));
+        let committed = Arc::new(tokio::sync::Notify::new());
+        let writer = Writer::new(options, committed.clone(), config.max_batch.max(1));
         let tasks = vec![
             tokio::spawn(writer.run(rx)),
             tokio::spawn(tailer::run(
                 pool.clone(),
                 window.clone(),
+                committed,
                 config.poll_interval,
             )),
         ];

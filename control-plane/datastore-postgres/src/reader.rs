@@ -6,19 +6,16 @@ use bytes::Bytes;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use crate::schema::{KIND_CREATE, KIND_DELETE, KIND_UPDATE, meta};
+use crate::schema::{KIND_CREATE, KIND_DELETE, KIND_UPDATE};
 use crate::{BACKEND, db_error};
 use kedge_datastore::list::ListPlan;
 use kedge_datastore::watch::HistoryPage;
 use kedge_datastore::{Error, Event, EventKind, KeyValue, Result, Revision, key};
 
 pub async fn snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
-    let mut tx = pool.begin().await.map_err(db_error("begin a read"))?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
+    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
-        .map_err(db_error("begin a read"))?;
-    Ok(tx)
+        .map_err(db_error("begin a read"))
 }
 
 pub struct Bounds {
@@ -27,11 +24,19 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    pub async fn read(tx: &mut Transaction<'_, Postgres>) -> Result<Self> {
-        Ok(Bounds {
-            current: meta(&mut **tx, "revision").await?,
-            compacted: meta(&mut **tx, "compact_revision").await?,
-        })
+    /// Reads both in one round trip, in the caller's snapshot.
+    pub async fn read<'c, E>(conn: E) -> Result<Self>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
+        let (current, compacted) = sqlx::query_as(
+            "SELECT (SELECT value FROM kedge_meta WHERE name = 'revision'),
+                    (SELECT value FROM kedge_meta WHERE name = 'compact_revision')",
+        )
+        .fetch_one(conn)
+        .await
+        .map_err(db_error("read the store's revision"))?;
+        Ok(Bounds { current, compacted })
     }
 
     pub fn check(&self, revision: Revision) -> Result<()> {
@@ -90,7 +95,7 @@ pub async fn get(pool: &PgPool, key: &str, revision: Option<Revision>) -> Result
         return row.as_ref().map(kv_row).transpose();
     };
     let mut tx = snapshot(pool).await?;
-    Bounds::read(&mut tx).await?.check(revision)?;
+    Bounds::read(&mut *tx).await?.check(revision)?;
     let row = sqlx::query(
         "SELECT key, value, create_revision, revision, kind FROM kedge_log
          WHERE key = $1 AND revision <= $2 ORDER BY revision DESC LIMIT 1",
@@ -111,7 +116,7 @@ pub async fn get(pool: &PgPool, key: &str, revision: Option<Revision>) -> Result
 
 pub async fn list(pool: &PgPool, plan: &ListPlan) -> Result<(Revision, Vec<KeyValue>)> {
     let mut tx = snapshot(pool).await?;
-    let bounds = Bounds::read(&mut tx).await?;
+    let bounds = Bounds::read(&mut *tx).await?;
     let revision = plan.revision.unwrap_or(bounds.current);
     bounds.check(revision)?;
     let limit = plan.fetch_limit().map(|l| l as i64);
@@ -179,7 +184,7 @@ pub async fn history(
     max_revisions: i64,
 ) -> Result<HistoryPage> {
     let mut tx = snapshot(pool).await?;
-    let bounds = Bounds::read(&mut tx).await?;
+    let bounds = Bounds::read(&mut *tx).await?;
     if from < bounds.compacted {
         return Err(Error::Compacted {
             requested: from,

@@ -5,15 +5,16 @@
 //! It reads in one snapshot the current revision and every row up to it. A row
 //! is visible only after its transaction committed, and a revision is handed
 //! out only after the one before it committed, so the rows up to the current
-//! revision are all there: no hole to wait for, no gap to fill. It wakes on
-//! NOTIFY from any server's writer, and polls as well, so a lost notification
-//! costs a delay, never an event.
+//! revision are all there: no hole to wait for, no gap to fill. It wakes when
+//! this server's writer commits, on NOTIFY from any other server's writer, and
+//! on a poll, so a lost notification costs a delay, never an event.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
 use tracing::{debug, error, warn};
 
 use crate::db_error;
@@ -24,7 +25,7 @@ use kedge_datastore::{Event, Result};
 
 const PAGE: i64 = 1000;
 
-pub async fn run(pool: PgPool, window: Arc<EventWindow>, poll: Duration) {
+pub async fn run(pool: PgPool, window: Arc<EventWindow>, wake: Arc<Notify>, poll: Duration) {
     let mut listener: Option<PgListener> = None;
     let mut failures = 0u32;
     loop {
@@ -42,17 +43,25 @@ pub async fn run(pool: PgPool, window: Arc<EventWindow>, poll: Duration) {
                 continue;
             }
         }
-        match listener.as_mut() {
-            Some(l) => match tokio::time::timeout(poll, l.try_recv()).await {
-                Ok(Ok(Some(_))) | Err(_) => {}
-                // The connection dropped; `try_recv` reconnects on its next call.
-                Ok(Ok(None)) => debug!("notification connection lost"),
-                Ok(Err(err)) => {
-                    debug!(error = %err, "notification listener failed");
-                    listener = None;
-                }
-            },
-            None => tokio::time::sleep(poll).await,
+        // Wait for this server's writer, another server's NOTIFY, or the poll.
+        let notified = async {
+            match listener.as_mut() {
+                Some(l) => match l.try_recv().await {
+                    Ok(Some(_)) => {}
+                    // The connection dropped; `try_recv` reconnects on its next call.
+                    Ok(None) => debug!("notification connection lost"),
+                    Err(err) => {
+                        debug!(error = %err, "notification listener failed");
+                        listener = None;
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = notified => {}
+            _ = tokio::time::sleep(poll) => {}
         }
     }
 }
@@ -65,41 +74,41 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
 
 /// Appends what was committed since the window's newest revision. Returns true
 /// if there may be more to read right away.
+///
+/// One statement is one snapshot, so bounding the rows by the current
+/// revision in a subquery reads exactly the committed prefix of the history.
 async fn read_new(pool: &PgPool, window: &EventWindow) -> Result<bool> {
     let last = window.latest();
-    let mut tx = reader::snapshot(pool).await?;
-    let bounds = Bounds::read(&mut tx).await?;
-    if bounds.current <= last {
-        tx.commit().await.map_err(db_error("tail the history"))?;
-        return Ok(false);
-    }
-    if last + 1 < bounds.compacted {
-        // This instance fell behind a compaction (it was cut off for a while).
-        // Watchers still behind get "compacted" from the database; the window
-        // restarts at the oldest revision kept.
-        warn!(
-            last,
-            compacted = bounds.compacted,
-            "history compacted past this server's window"
-        );
-        window.reset(bounds.compacted - 1);
-        return Ok(true);
-    }
     let rows = sqlx::query(select_events!(
-        "WHERE l.revision > $1 AND l.revision <= $2 ORDER BY l.revision LIMIT $3"
+        "WHERE l.revision > $1
+           AND l.revision <= (SELECT value FROM kedge_meta WHERE name = 'revision')
+         ORDER BY l.revision LIMIT $2"
     ))
     .bind(last)
-    .bind(bounds.current)
     .bind(PAGE)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await
     .map_err(db_error("tail the history"))?;
-    tx.commit().await.map_err(db_error("tail the history"))?;
     let full = rows.len() as i64 == PAGE;
     let events = rows
         .iter()
         .map(reader::event_row)
         .collect::<Result<Vec<Event>>>()?;
+    if events.first().is_some_and(|e| e.revision() != last + 1) {
+        let bounds = Bounds::read(pool).await?;
+        if last + 1 < bounds.compacted {
+            // This server fell behind a compaction (it was cut off for a
+            // while). Watchers still behind get "compacted" from the
+            // database; the window restarts at the oldest revision kept.
+            warn!(
+                last,
+                compacted = bounds.compacted,
+                "history compacted past this server's window"
+            );
+            window.reset(bounds.compacted - 1);
+            return Ok(true);
+        }
+    }
     if let Err(gap) = window.append(events) {
         // The design rules this out; if it happens, say so loudly and read again
         // rather than hand watchers a history with a hole in it.

@@ -14,7 +14,9 @@
 use bytes::Bytes;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{Instrument, debug, info_span};
 
 use crate::reader::kv_row;
@@ -52,14 +54,17 @@ pub type Job = (WriteOp, oneshot::Sender<Result<Outcome>>);
 
 pub struct Writer {
     options: PgConnectOptions,
+    /// Wakes this server's tailer after a commit.
+    committed: Arc<Notify>,
     conn: Option<PgConnection>,
     max_batch: usize,
 }
 
 impl Writer {
-    pub fn new(options: PgConnectOptions, max_batch: usize) -> Self {
+    pub fn new(options: PgConnectOptions, committed: Arc<Notify>, max_batch: usize) -> Self {
         Writer {
             options,
+            committed,
             conn: None,
             max_batch,
         }
@@ -78,7 +83,10 @@ impl Writer {
     async fn write_batch(&mut self, batch: Vec<Job>) {
         let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
         let results = match self.commit(&ops).await {
-            Ok(results) => results,
+            Ok(results) => {
+                self.committed.notify_one();
+                results
+            }
             Err(err) if err.is_unavailable() => {
                 // The connection is gone or going; start afresh next time.
                 self.conn = None;
@@ -93,6 +101,7 @@ impl Writer {
                         Err(err) => Err(err),
                     });
                 }
+                self.committed.notify_one();
                 results
             }
             Err(err) => vec![Err(err)],
@@ -136,17 +145,16 @@ impl Writer {
             }
         }
         if next > start + 1 {
-            sqlx::query("UPDATE kedge_meta SET value = $1 WHERE name = 'revision'")
-                .bind(next - 1)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error("store the revision"))?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind((next - 1).to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error("notify"))?;
+            // Store the revision and tell the other servers, in one round trip.
+            sqlx::query(
+                "WITH stored AS (UPDATE kedge_meta SET value = $1 WHERE name = 'revision')
+                 SELECT pg_notify($2, $1::text)",
+            )
+            .bind(next - 1)
+            .bind(CHANNEL)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("store the revision"))?;
         }
         tx.commit().await.map_err(db_error("commit"))?;
         Ok(results)
