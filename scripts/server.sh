@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds kedge, and runs `kedge server` on the
+# embedded SQLite datastore (data in /var/lib/kedge, as K3s keeps its own in
+# /var/lib/rancher/k3s). Extra arguments go to `kedge server`, for example:
+#   sudo ./scripts/server.sh --datastore-endpoint postgres://kedge:secret@db:5432/kedge
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+echo "server.sh: building kedge (release); the first build takes a few minutes" >&2
+cargo build --release --locked -p kedge
+exec target/release/kedge server "$@"

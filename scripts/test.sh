@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs everything CI runs: formatting, lints, and every test. The tests start
+# their own throwaway PostgreSQL and etcd servers on random loopback ports and
+# remove them afterwards; a missing package fails the run and names itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+step() { printf '\n== %s\n' "$*" >&2; }
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (warnings are errors)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+step "cargo test"
+cargo test --locked --workspace
