@@ -40,6 +40,10 @@ struct Sizes {
 #[derive(Debug, Default)]
 struct Results {
     backend: &'static str,
+    /// The same number of plain single-key writes straight to the backend
+    /// (etcd put, PostgreSQL INSERT, SQLite INSERT), one at a time, each its
+    /// own durable commit: the floor this machine's disk allows.
+    raw_1: Latencies,
     create_1: Latencies,
     update_1: Latencies,
     create_16: Latencies,
@@ -250,6 +254,73 @@ async fn measure(store: Arc<dyn Store>, sizes: &Sizes) -> Result<Results> {
     Ok(r)
 }
 
+/// Times `n` sequential calls of `write(i)`.
+async fn time_sequential<F, Fut>(n: usize, mut write: F) -> Result<Latencies>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut samples = Vec::with_capacity(n);
+    let wall = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        write(i).await?;
+        samples.push(t.elapsed());
+    }
+    Ok(Latencies::from(samples, wall.elapsed()))
+}
+
+async fn raw_sqlite(dir: &Path, n: usize) -> Result<Latencies> {
+    let conn = rusqlite::Connection::open(dir.join("raw.db"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE raw (key BLOB PRIMARY KEY, value BLOB NOT NULL);",
+    )?;
+    let conn = std::sync::Mutex::new(conn);
+    time_sequential(n, |i| {
+        let result = conn.lock().unwrap().execute(
+            "INSERT INTO raw (key, value) VALUES (?1, ?2)",
+            rusqlite::params![format!("/raw/{i:06}").as_bytes(), value(i).as_ref()],
+        );
+        async move { result.map(|_| ()).map_err(Into::into) }
+    })
+    .await
+}
+
+async fn raw_postgres(url: &str, n: usize) -> Result<Latencies> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::query("CREATE TABLE raw (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)")
+        .execute(&mut conn)
+        .await?;
+    let mut samples = Vec::with_capacity(n);
+    let wall = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        sqlx::query("INSERT INTO raw (key, value) VALUES ($1, $2)")
+            .bind(format!("/raw/{i:06}").into_bytes())
+            .bind(value(i).to_vec())
+            .execute(&mut conn)
+            .await?;
+        samples.push(t.elapsed());
+    }
+    Ok(Latencies::from(samples, wall.elapsed()))
+}
+
+async fn raw_etcd(endpoint: &str, n: usize) -> Result<Latencies> {
+    let client = etcd_client::Client::connect([endpoint], None).await?;
+    let mut samples = Vec::with_capacity(n);
+    let wall = Instant::now();
+    for i in 0..n {
+        let mut kv = client.kv_client();
+        let t = Instant::now();
+        kv.put(format!("/raw/{i:06}"), value(i).to_vec(), None)
+            .await?;
+        samples.push(t.elapsed());
+    }
+    Ok(Latencies::from(samples, wall.elapsed()))
+}
+
 fn table(results: &[Results]) -> String {
     let mut t = String::new();
     let _ = writeln!(
@@ -282,16 +353,42 @@ fn table(results: &[Results]) -> String {
 
 fn anchors(results: &[Results]) -> String {
     let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "Each backend against plain single-key writes to the same server in the same run \
+         (the floor this disk allows for one durable commit at a time):\n"
+    );
+    let _ = writeln!(
+        t,
+        "| backend | plain writes/s, p50 | kedge creates/s, p50 | kedge / plain |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|");
+    for r in results {
+        let _ = writeln!(
+            t,
+            "| {} | {:.0}/s, {:.2} ms | {:.0}/s, {:.2} ms | {:.2}× the rate |",
+            r.backend,
+            r.raw_1.per_sec,
+            r.raw_1.p50_ms,
+            r.create_1.per_sec,
+            r.create_1.p50_ms,
+            r.create_1.per_sec / r.raw_1.per_sec
+        );
+    }
+    let _ = writeln!(t, "\nAgainst the anchors in the issue:\n");
     let _ = writeln!(t, "| anchor | published | kedge, same run | ratio |");
     let _ = writeln!(t, "|---|---|---|---|");
     let find = |name: &str| results.iter().find(|r| r.backend == name);
     if let Some(r) = find("etcd") {
         let _ = writeln!(
             t,
-            "| etcd docs: one client, writes/s | ~583/s at 1.6 ms | {:.0}/s at p50 {:.2} ms (kedge on etcd 3.4, this disk) | {:.2}× |",
+            "| etcd docs: one client, writes/s | ~583/s at 1.6 ms | plain etcd 3.4 puts on this disk: {:.0}/s at p50 {:.2} ms; kedge on that etcd: {:.0}/s at p50 {:.2} ms | this disk gives etcd {:.2}× its published rate; kedge keeps {:.2}× of what this etcd gives |",
+            r.raw_1.per_sec,
+            r.raw_1.p50_ms,
             r.create_1.per_sec,
             r.create_1.p50_ms,
-            r.create_1.per_sec / 583.0
+            r.raw_1.per_sec / 583.0,
+            r.create_1.per_sec / r.raw_1.per_sec
         );
     }
     if let Some(r) = find("postgres") {
@@ -313,7 +410,7 @@ fn anchors(results: &[Results]) -> String {
     if let Some(r) = find("sqlite") {
         let _ = writeln!(
             t,
-            "| etcd docs: one client, writes/s | ~583/s at 1.6 ms | SQLite: {:.0}/s at p50 {:.2} ms | {:.2}× |",
+            "| etcd docs: one client, writes/s | ~583/s at 1.6 ms | kedge on SQLite, fsync per commit: {:.0}/s at p50 {:.2} ms | {:.2}× |",
             r.create_1.per_sec,
             r.create_1.p50_ms,
             r.create_1.per_sec / 583.0
@@ -396,14 +493,19 @@ async fn main() -> Result<()> {
                     .tempdir_in("/var/tmp")?;
                 let store =
                     SqliteStore::open(SqliteConfig::new(dir.path().join("state.db"))).await?;
-                measure(Arc::new(store), &sizes).await?
+                let mut r = measure(Arc::new(store), &sizes).await?;
+                phase("sqlite", "plain inserts for comparison");
+                r.raw_1 = raw_sqlite(dir.path(), sizes.sequential).await?;
+                r
             }
             "postgres" => {
                 let pg =
                     tokio::task::spawn_blocking(|| Postgres::start(Durability::Durable)).await??;
                 let url = pg.create_database("bench")?;
-                let store = PostgresStore::connect(PostgresConfig::new(url)).await?;
-                let r = measure(Arc::new(store), &sizes).await?;
+                let store = PostgresStore::connect(PostgresConfig::new(&url)).await?;
+                let mut r = measure(Arc::new(store), &sizes).await?;
+                phase("postgres", "plain inserts for comparison");
+                r.raw_1 = raw_postgres(&url, sizes.sequential).await?;
                 drop(pg);
                 r
             }
@@ -411,7 +513,9 @@ async fn main() -> Result<()> {
                 let etcd =
                     tokio::task::spawn_blocking(|| Etcd::start(Durability::Durable)).await??;
                 let store = EtcdStore::connect(EtcdConfig::new([etcd.endpoint()])).await?;
-                let r = measure(Arc::new(store), &sizes).await?;
+                let mut r = measure(Arc::new(store), &sizes).await?;
+                phase("etcd", "plain puts for comparison");
+                r.raw_1 = raw_etcd(&etcd.endpoint(), sizes.sequential).await?;
                 drop(etcd);
                 r
             }
@@ -443,7 +547,7 @@ async fn main() -> Result<()> {
         if quick { " (quick sizes)" } else { "" }
     );
     section.push_str(&table(&results));
-    let _ = writeln!(section, "\nAgainst the anchors in the issue:\n");
+    section.push('\n');
     section.push_str(&anchors(&results));
     section.push('\n');
     println!("{section}");
