@@ -41,10 +41,11 @@ use kedge_datastore::list::ListPlan;
 use kedge_datastore::watch::{self, EventWindow, History, HistoryPage, WindowLimits};
 use kedge_datastore::{
     Clock, Deleted, Error, KeyValue, ListRequest, ListResponse, Result, Revision, StorageStats,
-    Store, SystemClock, WatchStream, WriteOptions, check_write, key,
+    Store, SystemClock, WatchStream, WriteOptions, key,
 };
 
-use writer::{Outcome, WriteOp, Writer};
+use kedge_datastore::sql::{self, Outcome, WriteOp};
+use writer::Writer;
 
 const BACKEND: &str = "postgres";
 
@@ -189,11 +190,6 @@ impl PostgresStore {
         answer.await.map_err(|_| gone())?
     }
 
-    fn expires_at(&self, opts: WriteOptions) -> Option<i64> {
-        opts.ttl
-            .map(|ttl| self.clock.now_unix_ms() + ttl.as_millis() as i64)
-    }
-
     /// Marks history before `target` compacted. Returns the oldest revision
     /// left in the log, where deleting starts, or `None` if there is nothing to do.
     async fn begin_compaction(&self, target: Revision) -> Result<Option<Revision>> {
@@ -252,16 +248,8 @@ impl Store for PostgresStore {
     }
 
     async fn create(&self, key: &str, value: Bytes, opts: WriteOptions) -> Result<KeyValue> {
-        check_write(key, &value)?;
-        let op = WriteOp::Create {
-            key: key.to_string(),
-            value,
-            expires_at: self.expires_at(opts),
-        };
-        match self.write(op).await? {
-            Outcome::Put(kv) => Ok(kv),
-            _ => unreachable!("create answers with Put"),
-        }
+        let op = WriteOp::create(key, value, opts, self.clock.as_ref())?;
+        self.write(op).await?.into_put()
     }
 
     async fn update(
@@ -271,29 +259,13 @@ impl Store for PostgresStore {
         expected_mod_revision: Revision,
         opts: WriteOptions,
     ) -> Result<KeyValue> {
-        check_write(key, &value)?;
-        let op = WriteOp::Update {
-            key: key.to_string(),
-            value,
-            expected: expected_mod_revision,
-            expires_at: self.expires_at(opts),
-        };
-        match self.write(op).await? {
-            Outcome::Put(kv) => Ok(kv),
-            _ => unreachable!("update answers with Put"),
-        }
+        let op = WriteOp::update(key, value, expected_mod_revision, opts, self.clock.as_ref())?;
+        self.write(op).await?.into_put()
     }
 
     async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<Deleted> {
-        key::validate_key(key)?;
-        let op = WriteOp::Delete {
-            key: key.to_string(),
-            expected: expected_mod_revision,
-        };
-        match self.write(op).await? {
-            Outcome::Deleted(deleted) => Ok(deleted),
-            _ => unreachable!("delete answers with Deleted"),
-        }
+        let op = WriteOp::delete(key, expected_mod_revision)?;
+        self.write(op).await?.into_deleted()
     }
 
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<Option<KeyValue>> {
@@ -371,20 +343,7 @@ impl Store for PostgresStore {
     }
 
     async fn expire_keys(&self) -> Result<u64> {
-        const LIMIT: i64 = 500;
-        let now = self.clock.now_unix_ms();
-        let mut total = 0;
-        loop {
-            match self.write(WriteOp::Expire { now, limit: LIMIT }).await? {
-                Outcome::Expired(n) => {
-                    total += n;
-                    if n < LIMIT as u64 {
-                        return Ok(total);
-                    }
-                }
-                _ => unreachable!("expire answers with Expired"),
-            }
-        }
+        sql::expire_all(self.clock.now_unix_ms(), 500, |op| self.write(op)).await
     }
 
     async fn storage_stats(&self) -> Result<StorageStats> {

@@ -9,6 +9,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use crate::schema::{KIND_CREATE, KIND_DELETE, KIND_UPDATE};
 use crate::{BACKEND, db_error};
 use kedge_datastore::list::ListPlan;
+use kedge_datastore::sql::Bounds;
 use kedge_datastore::watch::HistoryPage;
 use kedge_datastore::{Error, Event, EventKind, KeyValue, Result, Revision, key};
 
@@ -18,42 +19,20 @@ pub async fn snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
         .map_err(db_error("begin a read"))
 }
 
-pub struct Bounds {
-    pub current: Revision,
-    pub compacted: Revision,
-}
-
-impl Bounds {
-    /// Reads both in one round trip, in the caller's snapshot.
-    pub async fn read<'c, E>(conn: E) -> Result<Self>
-    where
-        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
-    {
-        let (current, compacted) = sqlx::query_as(
-            "SELECT (SELECT value FROM kedge_meta WHERE name = 'revision'),
-                    (SELECT value FROM kedge_meta WHERE name = 'compact_revision')",
-        )
-        .fetch_one(conn)
-        .await
-        .map_err(db_error("read the store's revision"))?;
-        Ok(Bounds { current, compacted })
-    }
-
-    pub fn check(&self, revision: Revision) -> Result<()> {
-        if revision < self.compacted {
-            return Err(Error::Compacted {
-                requested: revision,
-                compacted: self.compacted,
-            });
-        }
-        if revision > self.current {
-            return Err(Error::FutureRevision {
-                requested: revision,
-                current: self.current,
-            });
-        }
-        Ok(())
-    }
+/// The current and compacted revisions, in one round trip, in the caller's
+/// snapshot.
+pub async fn bounds<'c, E>(conn: E) -> Result<Bounds>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let (current, compacted) = sqlx::query_as(
+        "SELECT (SELECT value FROM kedge_meta WHERE name = 'revision'),
+                (SELECT value FROM kedge_meta WHERE name = 'compact_revision')",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(db_error("read the store's revision"))?;
+    Ok(Bounds { current, compacted })
 }
 
 pub fn corrupt(what: String) -> Error {
@@ -95,7 +74,7 @@ pub async fn get(pool: &PgPool, key: &str, revision: Option<Revision>) -> Result
         return row.as_ref().map(kv_row).transpose();
     };
     let mut tx = snapshot(pool).await?;
-    Bounds::read(&mut *tx).await?.check(revision)?;
+    bounds(&mut *tx).await?.check(revision)?;
     let row = sqlx::query(
         "SELECT key, value, create_revision, revision, kind FROM kedge_log
          WHERE key = $1 AND revision <= $2 ORDER BY revision DESC LIMIT 1",
@@ -116,7 +95,7 @@ pub async fn get(pool: &PgPool, key: &str, revision: Option<Revision>) -> Result
 
 pub async fn list(pool: &PgPool, plan: &ListPlan) -> Result<(Revision, Vec<KeyValue>)> {
     let mut tx = snapshot(pool).await?;
-    let bounds = Bounds::read(&mut *tx).await?;
+    let bounds = bounds(&mut *tx).await?;
     let revision = plan.revision.unwrap_or(bounds.current);
     bounds.check(revision)?;
     let limit = plan.fetch_limit().map(|l| l as i64);
@@ -184,13 +163,8 @@ pub async fn history(
     max_revisions: i64,
 ) -> Result<HistoryPage> {
     let mut tx = snapshot(pool).await?;
-    let bounds = Bounds::read(&mut *tx).await?;
-    if from < bounds.compacted {
-        return Err(Error::Compacted {
-            requested: from,
-            compacted: bounds.compacted,
-        });
-    }
+    let bounds = bounds(&mut *tx).await?;
+    bounds.check_history(from)?;
     let upto = bounds.current.min(from + max_revisions - 1);
     let rows = sqlx::query(select_events!(
         "WHERE l.revision >= $1 AND l.revision <= $2 AND l.key >= $3 AND l.key < $4

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tracing::{debug, error, warn};
 
 use crate::db_error;
-use crate::reader::{self, Bounds, select_events};
+use crate::reader::{self, select_events};
 use crate::schema::CHANNEL;
 use kedge_datastore::watch::EventWindow;
 use kedge_datastore::{Event, Result};
@@ -95,7 +95,7 @@ async fn read_new(pool: &PgPool, window: &EventWindow) -> Result<bool> {
         .map(reader::event_row)
         .collect::<Result<Vec<Event>>>()?;
     if events.first().is_some_and(|e| e.revision() != last + 1) {
-        let bounds = Bounds::read(pool).await?;
+        let bounds = reader::bounds(pool).await?;
         if last + 1 < bounds.compacted {
             // This server fell behind a compaction (it was cut off for a
             // while). Watchers still behind get "compacted" from the

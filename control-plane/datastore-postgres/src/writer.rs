@@ -11,7 +11,6 @@
 //! is rolled back and each write is retried alone, so one bad write cannot
 //! fail its neighbours.
 
-use bytes::Bytes;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use std::sync::Arc;
@@ -22,33 +21,8 @@ use tracing::{Instrument, debug, info_span};
 use crate::reader::kv_row;
 use crate::schema::{CHANNEL, KIND_CREATE, KIND_DELETE, KIND_UPDATE};
 use crate::{BACKEND, db_error};
+use kedge_datastore::sql::{Outcome, WriteOp};
 use kedge_datastore::{Deleted, Error, KeyValue, Result, Revision};
-
-pub enum WriteOp {
-    Create {
-        key: String,
-        value: Bytes,
-        expires_at: Option<i64>,
-    },
-    Update {
-        key: String,
-        value: Bytes,
-        expected: Revision,
-        expires_at: Option<i64>,
-    },
-    Delete {
-        key: String,
-        expected: Option<Revision>,
-    },
-    /// Delete up to `limit` keys whose `expires_at` is at or before `now`.
-    Expire { now: i64, limit: i64 },
-}
-
-pub enum Outcome {
-    Put(KeyValue),
-    Deleted(Deleted),
-    Expired(u64),
-}
 
 pub type Job = (WriteOp, oneshot::Sender<Result<Outcome>>);
 
@@ -264,7 +238,7 @@ async fn apply(
                  ORDER BY expires_at, key LIMIT $2",
             )
             .bind(now)
-            .bind(limit)
+            .bind(*limit as i64)
             .fetch_all(&mut **tx)
             .await
             .map_err(db_error("expire keys"))?;

@@ -7,39 +7,16 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::schema::{KIND_CREATE, KIND_DELETE, KIND_UPDATE, meta};
 use crate::sql_error;
 use kedge_datastore::list::ListPlan;
+use kedge_datastore::sql::Bounds;
 use kedge_datastore::watch::HistoryPage;
-use kedge_datastore::{Error, Event, EventKind, KeyValue, Result, Revision, key};
+use kedge_datastore::{Event, EventKind, KeyValue, Result, Revision, key};
 
 /// The current and compacted revisions, read in the caller's snapshot.
-pub struct Bounds {
-    pub current: Revision,
-    pub compacted: Revision,
-}
-
-impl Bounds {
-    pub fn read(conn: &Connection) -> Result<Self> {
-        Ok(Bounds {
-            current: meta(conn, "revision")?,
-            compacted: meta(conn, "compact_revision")?,
-        })
-    }
-
-    /// Checks that `revision` can be read.
-    pub fn check(&self, revision: Revision) -> Result<()> {
-        if revision < self.compacted {
-            return Err(Error::Compacted {
-                requested: revision,
-                compacted: self.compacted,
-            });
-        }
-        if revision > self.current {
-            return Err(Error::FutureRevision {
-                requested: revision,
-                current: self.current,
-            });
-        }
-        Ok(())
-    }
+pub fn bounds(conn: &Connection) -> Result<Bounds> {
+    Ok(Bounds {
+        current: meta(conn, "revision")?,
+        compacted: meta(conn, "compact_revision")?,
+    })
 }
 
 fn key_from(bytes: Vec<u8>) -> rusqlite::Result<String> {
@@ -71,7 +48,7 @@ pub fn get(conn: &Connection, key: &str, revision: Option<Revision>) -> Result<O
             )
             .optional(),
         Some(revision) => {
-            Bounds::read(&tx)?.check(revision)?;
+            bounds(&tx)?.check(revision)?;
             tx.query_row(
                 "SELECT key, value, create_revision, revision, kind FROM log
                  WHERE key = ?1 AND revision <= ?2 ORDER BY revision DESC LIMIT 1",
@@ -96,7 +73,7 @@ pub fn list(conn: &Connection, plan: &ListPlan) -> Result<(Revision, Vec<KeyValu
     let tx = conn
         .unchecked_transaction()
         .map_err(sql_error("begin a read"))?;
-    let bounds = Bounds::read(&tx)?;
+    let bounds = bounds(&tx)?;
     let revision = plan.revision.unwrap_or(bounds.current);
     bounds.check(revision)?;
     let end = end_key(plan.end_key.as_deref());
@@ -150,13 +127,8 @@ pub fn history(
     let tx = conn
         .unchecked_transaction()
         .map_err(sql_error("begin a read"))?;
-    let bounds = Bounds::read(&tx)?;
-    if from < bounds.compacted {
-        return Err(Error::Compacted {
-            requested: from,
-            compacted: bounds.compacted,
-        });
-    }
+    let bounds = bounds(&tx)?;
+    bounds.check_history(from)?;
     let upto = bounds.current.min(from + max_revisions - 1);
     let end = key::prefix_end(prefix.as_bytes());
     let mut stmt = tx

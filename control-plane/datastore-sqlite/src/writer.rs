@@ -21,37 +21,12 @@ use tracing::{debug, error, info_span};
 
 use crate::schema::{KIND_CREATE, KIND_DELETE, KIND_UPDATE, meta};
 use crate::sql_error;
+use kedge_datastore::sql::{Outcome, WriteOp};
 use kedge_datastore::watch::EventWindow;
 use kedge_datastore::{Deleted, Error, Event, EventKind, KeyValue, Result, Revision};
 
 /// Revisions of history examined per compaction transaction.
 const COMPACT_CHUNK: Revision = 5000;
-
-pub enum WriteOp {
-    Create {
-        key: String,
-        value: Bytes,
-        expires_at: Option<i64>,
-    },
-    Update {
-        key: String,
-        value: Bytes,
-        expected: Revision,
-        expires_at: Option<i64>,
-    },
-    Delete {
-        key: String,
-        expected: Option<Revision>,
-    },
-    /// Delete up to `limit` keys whose `expires_at` is at or before `now`.
-    Expire { now: i64, limit: usize },
-}
-
-pub enum Outcome {
-    Put(KeyValue),
-    Deleted(Deleted),
-    Expired(u64),
-}
 
 pub enum Job {
     Write(WriteOp, oneshot::Sender<Result<Outcome>>),

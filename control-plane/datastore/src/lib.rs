@@ -25,6 +25,7 @@ pub mod error;
 pub mod key;
 pub mod list;
 pub mod maintenance;
+pub mod sql;
 pub mod types;
 pub mod watch;
 
