@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, info_span};
 use crate::reader::kv_row;
 use crate::schema::{CHANNEL, KIND_CREATE, KIND_DELETE, KIND_UPDATE};
 use crate::{BACKEND, db_error};
-use kedge_datastore::sql::{Outcome, WriteOp};
+use kedge_datastore::sql::{self, Outcome, WriteOp};
 use kedge_datastore::{Deleted, Error, KeyValue, Result, Revision};
 
 pub type Job = (WriteOp, oneshot::Sender<Result<Outcome>>);
@@ -64,7 +64,9 @@ impl Writer {
             Err(err) if err.is_unavailable() => {
                 // The connection is gone or going; start afresh next time.
                 self.conn = None;
-                ops.iter().map(|_| Err(same_error(&err))).collect()
+                ops.iter()
+                    .map(|_| Err(sql::batch_error(&err, BACKEND)))
+                    .collect()
             }
             Err(err) if ops.len() > 1 => {
                 debug!(error = %err, "batch failed; retrying its writes one by one");
@@ -293,25 +295,4 @@ async fn delete(
         });
     }
     Ok(current)
-}
-
-/// Every write of a failed batch gets the batch's error.
-fn same_error(err: &Error) -> Error {
-    match err {
-        Error::Unavailable { op, .. } => Error::Unavailable {
-            backend: BACKEND,
-            op,
-            source: err.to_string().into(),
-        },
-        Error::Backend { op, .. } => Error::Backend {
-            backend: BACKEND,
-            op,
-            source: err.to_string().into(),
-        },
-        other => Error::Backend {
-            backend: BACKEND,
-            op: "commit",
-            source: other.to_string().into(),
-        },
-    }
 }

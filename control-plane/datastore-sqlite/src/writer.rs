@@ -21,7 +21,7 @@ use tracing::{debug, error, info_span};
 
 use crate::schema::{KIND_CREATE, KIND_DELETE, KIND_UPDATE, meta};
 use crate::sql_error;
-use kedge_datastore::sql::{Outcome, WriteOp};
+use kedge_datastore::sql::{self, Outcome, WriteOp};
 use kedge_datastore::watch::EventWindow;
 use kedge_datastore::{Deleted, Error, Event, EventKind, KeyValue, Result, Revision};
 
@@ -112,7 +112,7 @@ impl Writer {
                 // whose precondition failed: they saw state that never existed.
                 debug!(error = %err, "batch failed");
                 for (_, reply) in batch {
-                    let _ = reply.send(Err(clone_error(&err)));
+                    let _ = reply.send(Err(sql::batch_error(&err, "sqlite")));
                 }
             }
         }
@@ -415,26 +415,4 @@ fn log(
     ])
     .map_err(sql_error("write history"))?;
     Ok(())
-}
-
-/// Errors are not `Clone` (they carry sources); a failed batch hands each
-/// caller the same message with the same classification.
-fn clone_error(err: &Error) -> Error {
-    match err {
-        Error::Unavailable { backend, op, .. } => Error::Unavailable {
-            backend,
-            op,
-            source: err.to_string().into(),
-        },
-        Error::Backend { backend, op, .. } => Error::Backend {
-            backend,
-            op,
-            source: err.to_string().into(),
-        },
-        other => Error::Backend {
-            backend: "sqlite",
-            op: "commit",
-            source: other.to_string().into(),
-        },
-    }
 }

@@ -115,6 +115,33 @@ fn mismatch(wanted: &str, got: Outcome) -> Error {
     }
 }
 
+/// The error each write of a failed batch gets: a copy of the batch's error
+/// (errors own their cause, so they cannot be cloned), same kind, same cause.
+pub fn batch_error(err: &Error, backend: &'static str) -> Error {
+    let cause = || -> crate::error::BoxError {
+        std::error::Error::source(err)
+            .map_or_else(|| err.to_string(), ToString::to_string)
+            .into()
+    };
+    match err {
+        Error::Unavailable { op, .. } => Error::Unavailable {
+            backend,
+            op,
+            source: cause(),
+        },
+        Error::Backend { op, .. } => Error::Backend {
+            backend,
+            op,
+            source: cause(),
+        },
+        other => Error::Backend {
+            backend,
+            op: "commit",
+            source: other.to_string().into(),
+        },
+    }
+}
+
 /// Expires every key whose deadline has passed, `batch` at a time, through
 /// the backend's writer.
 pub async fn expire_all<F, Fut>(now: i64, batch: usize, mut submit: F) -> Result<u64>
