@@ -158,14 +158,21 @@ impl PostgresStore {
 
         let window = Arc::new(EventWindow::new(revision, config.window));
         let (jobs, rx) = mpsc::channel(4096);
-        let committed = Arc::new(tokio::sync::Notify::new());
-        let writer = Writer::new(options, committed.clone(), config.max_batch.max(1));
+        // Wakes the tailer: this server's writer after each commit, and the relay
+        // on every other server's NOTIFY.
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let writer = Writer::new(options, wake.clone(), config.max_batch.max(1));
         let tasks = vec![
             tokio::spawn(writer.run(rx)),
             tokio::spawn(tailer::run(
                 pool.clone(),
                 window.clone(),
-                committed,
+                wake.clone(),
+                config.poll_interval,
+            )),
+            tokio::spawn(tailer::relay_notifications(
+                pool.clone(),
+                wake,
                 config.poll_interval,
             )),
         ];

@@ -25,13 +25,11 @@ use kedge_datastore::{Event, Result};
 
 const PAGE: i64 = 1000;
 
+/// Follows the history into `window`, waking on `wake` (this server's writer
+/// and [`relay_notifications`]) or every `poll`.
 pub async fn run(pool: PgPool, window: Arc<EventWindow>, wake: Arc<Notify>, poll: Duration) {
-    let mut listener: Option<PgListener> = None;
     let mut failures = 0u32;
     loop {
-        if listener.is_none() {
-            listener = listen(&pool).await;
-        }
         match read_new(&pool, &window).await {
             Ok(true) => continue,
             Ok(false) => failures = 0,
@@ -43,33 +41,48 @@ pub async fn run(pool: PgPool, window: Arc<EventWindow>, wake: Arc<Notify>, poll
                 continue;
             }
         }
-        // Wait for this server's writer, another server's NOTIFY, or the poll.
-        let notified = async {
-            match listener.as_mut() {
-                Some(l) => match l.try_recv().await {
-                    Ok(Some(_)) => {}
-                    // The connection dropped; `try_recv` reconnects on its next call.
-                    Ok(None) => debug!("notification connection lost"),
-                    Err(err) => {
-                        debug!(error = %err, "notification listener failed");
-                        listener = None;
-                    }
-                },
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = wake.notified() => {}
-            _ = notified => {}
             _ = tokio::time::sleep(poll) => {}
         }
     }
 }
 
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await.ok()?;
-    listener.listen(CHANNEL).await.ok()?;
-    Some(listener)
+/// Turns NOTIFY from every server's writer into a wake-up of the tailer. It
+/// runs on its own, so a notification is never cancelled half-read; when
+/// the connection drops it wakes the tailer anyway (something may have been
+/// missed) and reconnects.
+pub async fn relay_notifications(pool: PgPool, wake: Arc<Notify>, retry: Duration) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                debug!(error = %err, "cannot listen for notifications; retrying");
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(CHANNEL).await {
+            debug!(error = %err, "cannot listen for notifications; retrying");
+            tokio::time::sleep(retry).await;
+            continue;
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => wake.notify_one(),
+                Ok(None) => {
+                    debug!("notification connection lost; reconnecting");
+                    wake.notify_one();
+                }
+                Err(err) => {
+                    debug!(error = %err, "notification listener failed; reconnecting");
+                    wake.notify_one();
+                    tokio::time::sleep(retry).await;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Appends what was committed since the window's newest revision. Returns true
