@@ -50,6 +50,9 @@ struct Results {
     list_all_ms: f64,
     list_paged_ms: f64,
     watch: Latencies,
+    /// Watch delivery when the watcher is on a second server (another store
+    /// instance on the same database); SQLite has no second server.
+    watch_peer: Option<Latencies>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -93,7 +96,48 @@ fn phase(backend: &str, what: &str) {
     eprintln!("[{backend}] {what}…");
 }
 
-async fn measure(store: Arc<dyn Store>, sizes: &Sizes) -> Result<Results> {
+/// Writes `n` keys on `writer`, one at a time, and times each from the call
+/// to its event reaching a watcher on `watcher`.
+async fn watch_latency(
+    writer: &Arc<dyn Store>,
+    watcher: &Arc<dyn Store>,
+    prefix: &str,
+    n: usize,
+) -> Result<Latencies> {
+    let mut watch = watcher.watch(prefix, 0).await?;
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let writing = {
+        let store = writer.clone();
+        let prefix = prefix.to_string();
+        tokio::spawn(async move {
+            for i in 0..n {
+                let _ = sent_tx.send(Instant::now());
+                store
+                    .create(&format!("{prefix}{i:06}"), value(i), NO_TTL)
+                    .await?;
+            }
+            Ok::<_, kedge_datastore::Error>(())
+        })
+    };
+    let mut samples = Vec::with_capacity(n);
+    let wall = Instant::now();
+    for _ in 0..n {
+        tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .context("watch stalled")?
+            .context("watch ended")??;
+        let sent = sent_rx.recv().await.context("writer stopped")?;
+        samples.push(sent.elapsed());
+    }
+    writing.await??;
+    Ok(Latencies::from(samples, wall.elapsed()))
+}
+
+async fn measure(
+    store: Arc<dyn Store>,
+    peer: Option<Arc<dyn Store>>,
+    sizes: &Sizes,
+) -> Result<Results> {
     let name = store.backend();
     let mut r = Results {
         backend: name,
@@ -223,34 +267,18 @@ async fn measure(store: Arc<dyn Store>, sizes: &Sizes) -> Result<Results> {
         name,
         &format!("watch delivery of {} writes", sizes.watch_events),
     );
-    let mut watch = store.watch("/bench/watch/", 0).await?;
-    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let writer = {
-        let store = store.clone();
-        let n = sizes.watch_events;
-        tokio::spawn(async move {
-            for i in 0..n {
-                let _ = sent_tx.send(Instant::now());
-                store
-                    .create(&format!("/bench/watch/{i:06}"), value(i), NO_TTL)
-                    .await?;
-            }
-            Ok::<_, kedge_datastore::Error>(())
-        })
-    };
-    let mut samples = Vec::with_capacity(sizes.watch_events);
-    let wall = Instant::now();
-    for _ in 0..sizes.watch_events {
-        let event = tokio::time::timeout(Duration::from_secs(30), watch.next())
-            .await
-            .context("watch stalled")?
-            .context("watch ended")??;
-        let sent = sent_rx.recv().await.context("writer stopped")?;
-        samples.push(sent.elapsed());
-        let _ = event;
+    r.watch = watch_latency(&store, &store, "/bench/watch/", sizes.watch_events).await?;
+    if let Some(peer) = peer {
+        phase(
+            name,
+            &format!(
+                "watch delivery of {} writes to another server",
+                sizes.watch_events
+            ),
+        );
+        r.watch_peer =
+            Some(watch_latency(&store, &peer, "/bench/peer/", sizes.watch_events).await?);
     }
-    writer.await??;
-    r.watch = Latencies::from(samples, wall.elapsed());
     Ok(r)
 }
 
@@ -325,13 +353,13 @@ fn table(results: &[Results]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| backend | creates/s, 1 writer | create p50 / p99 | CAS updates/s, 1 writer | update p50 / p99 | creates/s, 16 writers | p50 / p99 at 16 | list 10k keys | list 10k, pages of 500 | watch delivery p50 / p99 |"
+        "| backend | creates/s, 1 writer | create p50 / p99 | CAS updates/s, 1 writer | update p50 / p99 | creates/s, 16 writers | p50 / p99 at 16 | list 10k keys | list 10k, pages of 500 | watch delivery p50 / p99 | to another server p50 / p99 |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let _ = writeln!(
             t,
-            "| {} | {:.0} | {:.2} / {:.2} ms | {:.0} | {:.2} / {:.2} ms | {:.0} | {:.2} / {:.2} ms | {:.1} ms | {:.1} ms | {:.2} / {:.2} ms |",
+            "| {} | {:.0} | {:.2} / {:.2} ms | {:.0} | {:.2} / {:.2} ms | {:.0} | {:.2} / {:.2} ms | {:.1} ms | {:.1} ms | {:.2} / {:.2} ms | {} |",
             r.backend,
             r.create_1.per_sec,
             r.create_1.p50_ms,
@@ -346,6 +374,10 @@ fn table(results: &[Results]) -> String {
             r.list_paged_ms,
             r.watch.p50_ms,
             r.watch.p99_ms,
+            r.watch_peer.map_or("—".to_string(), |w| format!(
+                "{:.2} / {:.2} ms",
+                w.p50_ms, w.p99_ms
+            )),
         );
     }
     t
@@ -493,7 +525,7 @@ async fn main() -> Result<()> {
                     .tempdir_in("/var/tmp")?;
                 let store =
                     SqliteStore::open(SqliteConfig::new(dir.path().join("state.db"))).await?;
-                let mut r = measure(Arc::new(store), &sizes).await?;
+                let mut r = measure(Arc::new(store), None, &sizes).await?;
                 phase("sqlite", "plain inserts for comparison");
                 r.raw_1 = raw_sqlite(dir.path(), sizes.sequential).await?;
                 r
@@ -503,7 +535,8 @@ async fn main() -> Result<()> {
                     tokio::task::spawn_blocking(|| Postgres::start(Durability::Durable)).await??;
                 let url = pg.create_database("bench")?;
                 let store = PostgresStore::connect(PostgresConfig::new(&url)).await?;
-                let mut r = measure(Arc::new(store), &sizes).await?;
+                let peer = PostgresStore::connect(PostgresConfig::new(&url)).await?;
+                let mut r = measure(Arc::new(store), Some(Arc::new(peer)), &sizes).await?;
                 phase("postgres", "plain inserts for comparison");
                 r.raw_1 = raw_postgres(&url, sizes.sequential).await?;
                 drop(pg);
@@ -513,7 +546,8 @@ async fn main() -> Result<()> {
                 let etcd =
                     tokio::task::spawn_blocking(|| Etcd::start(Durability::Durable)).await??;
                 let store = EtcdStore::connect(EtcdConfig::new([etcd.endpoint()])).await?;
-                let mut r = measure(Arc::new(store), &sizes).await?;
+                let peer = EtcdStore::connect(EtcdConfig::new([etcd.endpoint()])).await?;
+                let mut r = measure(Arc::new(store), Some(Arc::new(peer)), &sizes).await?;
                 phase("etcd", "plain puts for comparison");
                 r.raw_1 = raw_etcd(&etcd.endpoint(), sizes.sequential).await?;
                 drop(etcd);
@@ -541,7 +575,7 @@ async fn main() -> Result<()> {
          synchronous=FULL, PostgreSQL 15 and etcd 3.4 with default settings (fsync on every \
          commit), all with data on disk under /var/tmp. Values are ~450 bytes. Latency is per \
          call as the client sees it; watch delivery is from the write's call to the event \
-         reaching a watcher of the same store instance.\n",
+         reaching a watcher, on the same store instance or on a second one (another server) on the same database.\n",
         today(),
         machine(),
         if quick { " (quick sizes)" } else { "" }
