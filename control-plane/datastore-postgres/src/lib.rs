@@ -67,6 +67,10 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// How often the tailer polls when no notification arrives.
     pub poll_interval: Duration,
+    /// Listen for other servers' NOTIFY. Turn it off behind a pooler that does
+    /// not pass LISTEN through (PgBouncer in transaction mode); other servers'
+    /// writes then reach this server's watchers within `poll_interval`.
+    pub notifications: bool,
 }
 
 impl PostgresConfig {
@@ -79,6 +83,7 @@ impl PostgresConfig {
             pool_size: 8,
             connect_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
+            notifications: true,
         }
     }
 }
@@ -162,7 +167,7 @@ impl PostgresStore {
         // on every other server's NOTIFY.
         let wake = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::new(options, wake.clone(), config.max_batch.max(1));
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(writer.run(rx)),
             tokio::spawn(tailer::run(
                 pool.clone(),
@@ -170,12 +175,14 @@ impl PostgresStore {
                 wake.clone(),
                 config.poll_interval,
             )),
-            tokio::spawn(tailer::relay_notifications(
+        ];
+        if config.notifications {
+            tasks.push(tokio::spawn(tailer::relay_notifications(
                 pool.clone(),
                 wake,
-                config.poll_interval,
-            )),
-        ];
+                Duration::from_secs(1),
+            )));
+        }
         info!(revision, "postgres datastore connected");
         Ok(PostgresStore {
             jobs,

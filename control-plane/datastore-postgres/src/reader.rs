@@ -141,10 +141,20 @@ pub async fn count(pool: &PgPool, prefix: &str) -> Result<i64> {
         .map_err(db_error("count keys"))
 }
 
-/// The start of a query for events: `kedge_log l` joined with the row each
-/// replaced, `p`, selecting the columns [`event_row`] decodes. A macro, so that
-/// queries built on it stay string literals.
+/// A query for events: `kedge_log l` joined with the row each replaced, `p`,
+/// selecting the columns [`event_row`] decodes (first), then any `$columns`
+/// given, then the `$rest` of the query. A macro, so that queries built on it
+/// stay string literals.
 macro_rules! select_events {
+    ($columns:literal WHERE $rest:literal) => {
+        concat!(
+            "SELECT l.key, l.value, l.create_revision, l.revision, l.kind, l.prev_revision, \
+                    p.value, p.create_revision",
+            $columns,
+            " FROM kedge_log l LEFT JOIN kedge_log p ON p.revision = l.prev_revision WHERE ",
+            $rest
+        )
+    };
     ($rest:literal) => {
         concat!(
             "SELECT l.key, l.value, l.create_revision, l.revision, l.kind, l.prev_revision, \

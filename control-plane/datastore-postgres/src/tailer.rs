@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Row};
 use tokio::sync::Notify;
 use tracing::{debug, error, warn};
 
@@ -89,11 +89,14 @@ pub async fn relay_notifications(pool: PgPool, wake: Arc<Notify>, retry: Duratio
 /// if there may be more to read right away.
 ///
 /// One statement is one snapshot, so bounding the rows by the current
-/// revision in a subquery reads exactly the committed prefix of the history.
+/// revision in a subquery reads exactly the committed prefix of the history,
+/// and the compact revision read with them says whether compaction has cut
+/// rows out of it: compaction records its revision before it deletes a row.
 async fn read_new(pool: &PgPool, window: &EventWindow) -> Result<bool> {
     let last = window.latest();
     let rows = sqlx::query(select_events!(
-        "WHERE l.revision > $1
+        ", (SELECT value FROM kedge_meta WHERE name = 'compact_revision') AS compacted"
+        WHERE "l.revision > $1
            AND l.revision <= (SELECT value FROM kedge_meta WHERE name = 'revision')
          ORDER BY l.revision LIMIT $2"
     ))
@@ -102,26 +105,27 @@ async fn read_new(pool: &PgPool, window: &EventWindow) -> Result<bool> {
     .fetch_all(pool)
     .await
     .map_err(db_error("tail the history"))?;
+    if let Some(row) = rows.first() {
+        let compacted: i64 = row
+            .try_get("compacted")
+            .map_err(db_error("tail the history"))?;
+        if last + 1 < compacted {
+            // This server fell behind a compaction (it was cut off, or slow).
+            // Its watchers still behind get "compacted" from the database; the
+            // window restarts at the oldest revision kept.
+            warn!(
+                last,
+                compacted, "history compacted past this server's window"
+            );
+            window.reset(compacted - 1);
+            return Ok(true);
+        }
+    }
     let full = rows.len() as i64 == PAGE;
     let events = rows
         .iter()
         .map(reader::event_row)
         .collect::<Result<Vec<Event>>>()?;
-    if events.first().is_some_and(|e| e.revision() != last + 1) {
-        let bounds = reader::bounds(pool).await?;
-        if last + 1 < bounds.compacted {
-            // This server fell behind a compaction (it was cut off for a
-            // while). Watchers still behind get "compacted" from the
-            // database; the window restarts at the oldest revision kept.
-            warn!(
-                last,
-                compacted = bounds.compacted,
-                "history compacted past this server's window"
-            );
-            window.reset(bounds.compacted - 1);
-            return Ok(true);
-        }
-    }
     if let Err(gap) = window.append(events) {
         // The design rules this out; if it happens, say so loudly and read again
         // rather than hand watchers a history with a hole in it.
