@@ -99,13 +99,7 @@ impl SqliteStore {
 
     fn open_blocking(config: SqliteConfig) -> Result<Self> {
         let path_text = config.path.display().to_string();
-        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Unavailable {
-                backend: BACKEND,
-                op: "create the database directory",
-                source: format!("{}: {e}", dir.display()).into(),
-            })?;
-        }
+        create_private(&config.path)?;
         let conn = Connection::open(&config.path).map_err(open_error(&path_text))?;
         let sync = match config.synchronous {
             Synchronous::Full => "FULL",
@@ -161,6 +155,37 @@ impl Drop for SqliteStore {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+    }
+}
+
+/// Creates the database's directory (0700) and an empty database file (0600)
+/// if they do not exist, so that nobody but the server's user can read what
+/// the datastore will hold, Secrets included. SQLite creates the WAL and
+/// shared-memory files with the database file's mode. Existing files keep
+/// the mode their owner gave them.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |what: &'static str, err: std::io::Error| Error::Unavailable {
+        backend: BACKEND,
+        op: what,
+        source: format!("{}: {err}", path.display()).into(),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| failed("create the database directory", e))?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(failed("create the database file", err)),
     }
 }
 

@@ -224,3 +224,30 @@ fn reopening_keeps_data_revision_and_history() {
         assert_eq!(third.mod_revision, second.mod_revision + 1);
     });
 }
+
+#[test]
+fn a_new_database_is_private_to_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server/db/state.db");
+    runtime().block_on(async {
+        let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+        store
+            .create(
+                "/registry/secrets/default/token",
+                Bytes::from("s3cret"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "database file");
+        assert_eq!(
+            mode(&path.with_extension("db-wal")),
+            0o600,
+            "write-ahead log"
+        );
+        assert_eq!(mode(path.parent().unwrap()), 0o700, "database directory");
+        assert_eq!(mode(&dir.path().join("server")), 0o700, "server directory");
+    });
+}
