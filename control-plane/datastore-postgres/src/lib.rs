@@ -150,6 +150,9 @@ impl PostgresStore {
                 source: e.into(),
             })?
             .log_statements(tracing::log::LevelFilter::Trace);
+        // The pool pings a connection before lending it out (sqlx's default):
+        // a round trip per read, paid so that after PostgreSQL restarts, dead
+        // pooled connections are replaced instead of failing callers' reads.
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_size.max(2))
             .acquire_timeout(config.connect_timeout)

@@ -145,34 +145,31 @@ async fn measure(
     };
 
     phase(name, &format!("{} creates, one writer", sizes.sequential));
-    let mut samples = Vec::with_capacity(sizes.sequential);
-    let mut kvs = Vec::with_capacity(sizes.sequential);
-    let wall = Instant::now();
-    for i in 0..sizes.sequential {
-        let t = Instant::now();
-        kvs.push(
-            store
+    let kvs;
+    (r.create_1, kvs) = time_sequential(sizes.sequential, |i| {
+        let store = store.clone();
+        async move {
+            Ok(store
                 .create(&format!("/bench/seq/{i:06}"), value(i), NO_TTL)
-                .await?,
-        );
-        samples.push(t.elapsed());
-    }
-    r.create_1 = Latencies::from(samples, wall.elapsed());
+                .await?)
+        }
+    })
+    .await?;
 
     phase(
         name,
         &format!("{} CAS updates, one writer", sizes.sequential),
     );
-    let mut samples = Vec::with_capacity(sizes.sequential);
-    let wall = Instant::now();
-    for (i, kv) in kvs.iter().enumerate() {
-        let t = Instant::now();
-        store
-            .update(&kv.key, value(i + 1), kv.mod_revision, NO_TTL)
-            .await?;
-        samples.push(t.elapsed());
-    }
-    r.update_1 = Latencies::from(samples, wall.elapsed());
+    (r.update_1, _) = time_sequential(kvs.len(), |i| {
+        let (store, kv) = (store.clone(), kvs[i].clone());
+        async move {
+            store
+                .update(&kv.key, value(i + 1), kv.mod_revision, NO_TTL)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
 
     phase(
         name,
@@ -282,20 +279,22 @@ async fn measure(
     Ok(r)
 }
 
-/// Times `n` sequential calls of `write(i)`.
-async fn time_sequential<F, Fut>(n: usize, mut write: F) -> Result<Latencies>
+/// Times `n` calls of `write(i)`, one after another; returns their latencies
+/// and what each returned.
+async fn time_sequential<T, F, Fut>(n: usize, mut write: F) -> Result<(Latencies, Vec<T>)>
 where
     F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
+    Fut: std::future::Future<Output = Result<T>>,
 {
     let mut samples = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
     let wall = Instant::now();
     for i in 0..n {
         let t = Instant::now();
-        write(i).await?;
+        outputs.push(write(i).await?);
         samples.push(t.elapsed());
     }
-    Ok(Latencies::from(samples, wall.elapsed()))
+    Ok((Latencies::from(samples, wall.elapsed()), outputs))
 }
 
 async fn raw_sqlite(dir: &Path, n: usize) -> Result<Latencies> {
@@ -305,48 +304,56 @@ async fn raw_sqlite(dir: &Path, n: usize) -> Result<Latencies> {
          CREATE TABLE raw (key BLOB PRIMARY KEY, value BLOB NOT NULL);",
     )?;
     let conn = std::sync::Mutex::new(conn);
-    time_sequential(n, |i| {
+    let (latencies, _) = time_sequential(n, |i| {
         let result = conn.lock().unwrap().execute(
             "INSERT INTO raw (key, value) VALUES (?1, ?2)",
             rusqlite::params![format!("/raw/{i:06}").as_bytes(), value(i).as_ref()],
         );
         async move { result.map(|_| ()).map_err(Into::into) }
     })
-    .await
+    .await?;
+    Ok(latencies)
 }
 
 async fn raw_postgres(url: &str, n: usize) -> Result<Latencies> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await?;
-    sqlx::query("CREATE TABLE raw (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)")
-        .execute(&mut conn)
+    // One connection, as one client: each INSERT is its own durable commit.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false) // no ping: one round trip per INSERT
+        .connect(url)
         .await?;
-    let mut samples = Vec::with_capacity(n);
-    let wall = Instant::now();
-    for i in 0..n {
-        let t = Instant::now();
-        sqlx::query("INSERT INTO raw (key, value) VALUES ($1, $2)")
-            .bind(format!("/raw/{i:06}").into_bytes())
-            .bind(value(i).to_vec())
-            .execute(&mut conn)
-            .await?;
-        samples.push(t.elapsed());
-    }
-    Ok(Latencies::from(samples, wall.elapsed()))
+    sqlx::query("CREATE TABLE raw (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let (latencies, _) = time_sequential(n, |i| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("INSERT INTO raw (key, value) VALUES ($1, $2)")
+                .bind(format!("/raw/{i:06}").into_bytes())
+                .bind(value(i).to_vec())
+                .execute(&pool)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(latencies)
 }
 
 async fn raw_etcd(endpoint: &str, n: usize) -> Result<Latencies> {
-    let client = etcd_client::Client::connect([endpoint], None).await?;
-    let mut samples = Vec::with_capacity(n);
-    let wall = Instant::now();
-    for i in 0..n {
-        let mut kv = client.kv_client();
-        let t = Instant::now();
-        kv.put(format!("/raw/{i:06}"), value(i).to_vec(), None)
-            .await?;
-        samples.push(t.elapsed());
-    }
-    Ok(Latencies::from(samples, wall.elapsed()))
+    let kv = etcd_client::Client::connect([endpoint], None)
+        .await?
+        .kv_client();
+    let (latencies, _) = time_sequential(n, |i| {
+        let mut kv = kv.clone();
+        async move {
+            kv.put(format!("/raw/{i:06}"), value(i).to_vec(), None)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(latencies)
 }
 
 fn table(results: &[Results]) -> String {
