@@ -421,14 +421,6 @@ impl Postgres {
         let _ = std::fs::remove_file(self.dir.join("data/postmaster.pid"));
         self.launch()
     }
-
-    /// The server's log so far.
-    pub fn log(&self) -> String {
-        self.server
-            .as_ref()
-            .map(Supervised::log)
-            .unwrap_or_default()
-    }
 }
 
 impl Drop for Postgres {
@@ -507,13 +499,6 @@ impl Etcd {
 
     pub fn restart(&mut self) -> Result<(), ServerError> {
         self.launch()
-    }
-
-    pub fn log(&self) -> String {
-        self.server
-            .as_ref()
-            .map(Supervised::log)
-            .unwrap_or_default()
     }
 }
 
