@@ -6,6 +6,7 @@
 //!   shape ([`schema::PatchSchema`]); `kedge-resources` implements it from
 //!   the OpenAPI documents it generates.
 //! - [`field`]: field errors as the apiserver reports them in a `Status`.
+//! - [`selector`]: label and field selectors: parsing and matching.
 //! - [`validation`]: name, label and annotation rules shared by every type.
 //!
 //! Must not depend on: any Kubernetes type crate (k8s-openapi), any I/O.
@@ -14,4 +15,5 @@
 pub mod field;
 pub mod patch;
 pub mod schema;
+pub mod selector;
 pub mod validation;

@@ -1,1 +1,123 @@
-//! Placeholder.
+//! kedge's Kubernetes API server.
+//!
+//! It serves the Kubernetes REST API over HTTPS, from the datastore, to
+//! unmodified clients: kubectl, kube-rs, client-go, the Python client.
+//!
+//! - [`server`]: TLS (client certificates optional, verified against the
+//!   client CA), HTTP/1.1 and HTTP/2, the accept loop.
+//! - [`auth`]: who is asking (certificate or bearer token) and may they.
+//! - [`request`]: what a path and method ask for (upstream's RequestInfo).
+//! - [`handlers`]: routing a request to discovery, OpenAPI, health or the
+//!   registry, and shaping the answer.
+//! - [`registry`]: create, get, list, update, patch, delete on the
+//!   datastore with upstream's semantics (resourceVersion, preconditions,
+//!   generation, finalizers, dry run).
+//! - [`cache`] and [`watch`]: one datastore watch fanned out to every API
+//!   watch, with bookmarks and 410 Gone.
+//! - [`namespaces`]: system namespaces and namespace deletion.
+//! - [`discovery`], [`openapi`], [`output`], [`scale`], [`status`].
+//!
+//! Must not depend on: a particular datastore backend (it sees only the
+//! `Store` trait), the agent, or anything that needs a node.
+
+pub mod auth;
+pub mod cache;
+pub mod discovery;
+pub mod handlers;
+pub mod namespaces;
+pub mod object;
+pub mod openapi;
+pub mod output;
+pub mod registry;
+pub mod request;
+pub mod scale;
+pub mod server;
+pub mod status;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kedge_datastore::{Clock, Store};
+use serde_json::{Value, json};
+
+pub use auth::{TokenFile, User};
+pub use server::{TlsMaterial, serve, tls_config};
+
+/// The Kubernetes version kedge speaks.
+pub const KUBERNETES_VERSION: &str = "v1.32.0";
+
+/// How the API server behaves.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `host:port` clients should use, as `/api` reports it.
+    pub advertise_address: String,
+    /// How often a watch with `allowWatchBookmarks` gets a bookmark.
+    pub bookmark_interval: Duration,
+    /// How many recent events the watch cache keeps.
+    pub watch_cache_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            advertise_address: "127.0.0.1:6443".to_string(),
+            bookmark_interval: Duration::from_secs(60),
+            watch_cache_capacity: 4096,
+        }
+    }
+}
+
+/// The API server's shared state.
+#[derive(Debug)]
+pub struct ApiServer {
+    pub config: Config,
+    pub registry: registry::Registry,
+    pub tokens: TokenFile,
+}
+
+/// The API server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the watch cache: {0}")]
+    Cache(#[source] kedge_datastore::Error),
+    #[error("cannot create the system namespaces: {0}")]
+    Bootstrap(String),
+}
+
+impl ApiServer {
+    /// Starts the watch cache and the namespace finalizer, and makes sure
+    /// the system namespaces exist.
+    pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config, tokens: TokenFile) -> Result<Arc<ApiServer>, StartError> {
+        let cache = cache::WatchCache::start(store.clone(), config.watch_cache_capacity).await.map_err(StartError::Cache)?;
+        let registry = registry::Registry::new(store, cache, clock);
+        namespaces::bootstrap(&registry).await.map_err(|e| StartError::Bootstrap(e.message))?;
+        tokio::spawn(namespaces::run(registry.clone(), Duration::from_secs(1)));
+        Ok(Arc::new(ApiServer { config, registry, tokens }))
+    }
+
+    /// `/version`.
+    pub fn version_info(&self) -> Value {
+        json!({
+            "major": "1",
+            "minor": "32",
+            "gitVersion": format!("{KUBERNETES_VERSION}+kedge-{}", env!("CARGO_PKG_VERSION")),
+            "gitCommit": "",
+            "gitTreeState": "clean",
+            "buildDate": "1970-01-01T00:00:00Z",
+            "goVersion": "rust",
+            "compiler": "rustc",
+            "platform": format!("linux/{}", go_arch()),
+        })
+    }
+}
+
+/// The architecture as Go (and so Kubernetes) names it.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}

@@ -1,0 +1,190 @@
+//! Who is asking, and may they.
+//!
+//! Authentication, in upstream's order: a client certificate verified
+//! against the client CA during the TLS handshake (CN is the user, each O a
+//! group), then a bearer token from the static token file (upstream's
+//! `--token-auth-file` CSV: `token,user,uid,"group1,group2"`). Anything else
+//! is anonymous, and anonymous requests get 401.
+//!
+//! Authorisation is deliberately small until RBAC exists: members of
+//! `system:masters` may do anything; every other authenticated user may read
+//! discovery, OpenAPI, health and version (upstream's `system:discovery` and
+//! `system:public-info-viewer` roles) and nothing else.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::request::{ResourceRequest, Route};
+use crate::status::ApiError;
+
+/// An authenticated user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn is_master(&self) -> bool {
+        self.groups.iter().any(|g| g == "system:masters")
+    }
+}
+
+/// Reads the user out of a client certificate that rustls has already
+/// verified against the client CA.
+pub fn user_from_certificate(der: &[u8]) -> Option<User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let mut groups: Vec<String> =
+        subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+    groups.push("system:authenticated".to_string());
+    Some(User { name, uid: String::new(), groups })
+}
+
+/// Static bearer tokens.
+#[derive(Clone, Debug, Default)]
+pub struct TokenFile {
+    tokens: HashMap<String, User>,
+}
+
+/// A token file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read token file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("token file {path}, line {line}: {reason}")]
+    Parse { path: String, line: usize, reason: &'static str },
+}
+
+impl TokenFile {
+    /// Parses upstream's CSV format: `token,user,uid[,"group1,group2"]`.
+    /// Lines starting with `#` and empty lines are skipped.
+    pub fn load(path: &Path) -> Result<TokenFile, TokenFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TokenFileError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text).map_err(|(line, reason)| TokenFileError::Parse { path: path.display().to_string(), line, reason })
+    }
+
+    fn parse(text: &str) -> Result<TokenFile, (usize, &'static str)> {
+        let mut tokens = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields = split_csv(line);
+            if fields.len() < 3 {
+                return Err((i + 1, "need at least token,user,uid"));
+            }
+            if fields[0].is_empty() || fields[1].is_empty() {
+                return Err((i + 1, "the token and the user may not be empty"));
+            }
+            let mut groups: Vec<String> = fields
+                .get(3)
+                .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default();
+            groups.push("system:authenticated".to_string());
+            let user = User { name: fields[1].clone(), uid: fields[2].clone(), groups };
+            if tokens.insert(fields[0].clone(), user).is_some() {
+                return Err((i + 1, "duplicate token"));
+            }
+        }
+        Ok(TokenFile { tokens })
+    }
+
+    pub fn add(&mut self, token: impl Into<String>, user: User) {
+        self.tokens.insert(token.into(), user);
+    }
+
+    /// The user a token belongs to, compared in constant time per token so
+    /// that timing does not reveal how much of a guess was right.
+    pub fn authenticate(&self, token: &str) -> Option<&User> {
+        let mut found = None;
+        for (candidate, user) in &self.tokens {
+            if constant_time_eq(candidate.as_bytes(), token.as_bytes()) {
+                found = Some(user);
+            }
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Splits one CSV line; a field may be double-quoted to hold commas.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut current).trim().to_string()),
+            c => current.push(c),
+        }
+    }
+    fields.push(current.trim().to_string());
+    fields
+}
+
+/// Decides whether `user` may make the request.
+pub fn authorize(user: &User, route: &Route) -> Result<(), ApiError> {
+    if user.is_master() {
+        return Ok(());
+    }
+    match route {
+        Route::Resource(req) => Err(forbidden(user, req)),
+        // Discovery, OpenAPI, version and health are open to every
+        // authenticated user, as upstream's default roles allow.
+        _ => Ok(()),
+    }
+}
+
+/// Upstream's wording: `pods is forbidden: User "alice" cannot list resource
+/// "pods" in API group "" in the namespace "default"`.
+fn forbidden(user: &User, req: &ResourceRequest) -> ApiError {
+    let resource = match &req.subresource {
+        Some(sub) => format!("{}/{}", req.resource, sub),
+        None => req.resource.clone(),
+    };
+    let object = match &req.name {
+        Some(name) => format!("{} \"{}\"", req.resource, name),
+        None => req.resource.clone(),
+    };
+    let scope = match &req.namespace {
+        Some(ns) => format!(" in the namespace \"{ns}\""),
+        None => " at the cluster scope".to_string(),
+    };
+    ApiError::forbidden(format!(
+        "{object} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\"{scope}",
+        user.name,
+        req.verb.as_str(),
+        req.group
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_parses_upstream_csv() {
+        let f = TokenFile::parse("# comment\nsecret1,alice,1001,\"system:masters,devs\"\nsecret2,bob,1002\n").unwrap();
+        let alice = f.authenticate("secret1").unwrap();
+        assert_eq!(alice.name, "alice");
+        assert!(alice.is_master());
+        assert!(alice.groups.contains(&"devs".to_string()));
+        assert!(!f.authenticate("secret2").unwrap().is_master());
+        assert!(f.authenticate("secret").is_none());
+        assert!(f.authenticate("").is_none());
+        assert_eq!(TokenFile::parse("a,b\n").unwrap_err().0, 1);
+        assert_eq!(TokenFile::parse("a,b,c\na,d,e\n").unwrap_err().1, "duplicate token");
+    }
+}

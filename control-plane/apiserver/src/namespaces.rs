@@ -1,0 +1,127 @@
+//! Namespace lifecycle: the namespaces every cluster has, the `finalize`
+//! subresource, and emptying a namespace before it goes away.
+//!
+//! Deleting a namespace marks it Terminating (its `kubernetes` finalizer
+//! keeps it). The finalizer task then deletes everything in it, and once
+//! nothing is left removes the finalizer, which deletes the namespace.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kedge_resources::catalog::{self, ResourceInfo};
+use serde_json::{Value, json};
+
+use crate::object;
+use crate::registry::{self, DeleteOpts, ListOpts, Registry, WriteOpts, Written};
+use crate::status::{ApiError, ApiResult};
+
+/// The namespaces that always exist.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the system namespaces that are missing.
+pub async fn bootstrap(registry: &Registry) -> ApiResult<()> {
+    let info = registry::namespaces_info();
+    for name in SYSTEM_NAMESPACES {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match registry.create(info, None, ns, &WriteOpts::default()).await {
+            Ok(_) => tracing::info!(namespace = name, "created namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// PUT of `namespaces/<name>/finalize`: sets `spec.finalizers`; a
+/// terminating namespace with no finalizers left is deleted.
+pub async fn finalize(registry: &Registry, name: &str, body: Value, opts: &WriteOpts) -> ApiResult<Written> {
+    let info = registry::namespaces_info();
+    let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+    let mut ns = registry.get(info, None, name, None).await?;
+    if let Some(rv) = object::resource_version(&body) {
+        if Some(rv) != object::resource_version(&ns) {
+            return Err(ApiError::modified(info, name));
+        }
+    }
+    ns["spec"]["finalizers"] = finalizers;
+    let done = object::is_deleting(&ns)
+        && ns.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && object::finalizers(&ns).is_empty();
+    if done && !opts.dry_run {
+        let precondition = object::resource_version(&ns).map(str::to_string);
+        let delete = DeleteOpts { precondition_resource_version: precondition, ..Default::default() };
+        return registry.delete(info, None, name, &delete).await;
+    }
+    registry.update_spec_unchecked(info, None, name, ns, opts).await
+}
+
+/// The namespaced resources with distinct storage, each once.
+fn namespaced_resources() -> Vec<&'static ResourceInfo> {
+    let mut seen = BTreeSet::new();
+    catalog::RESOURCES.iter().filter(|r| r.namespaced && seen.insert(r.storage)).collect()
+}
+
+/// Deletes what is in a terminating namespace; returns whether it is empty.
+async fn empty_namespace(registry: &Registry, ns: &str) -> ApiResult<bool> {
+    let mut empty = true;
+    for info in namespaced_resources() {
+        let deleted = registry.delete_collection(info, Some(ns), &ListOpts::default(), &DeleteOpts::default()).await?;
+        if !deleted.is_empty() {
+            empty = false;
+        }
+        let left = registry
+            .store()
+            .count(&registry::prefix(info, Some(ns)))
+            .await
+            .map_err(|e| ApiError::from_store(info, "", e))?;
+        if left > 0 {
+            empty = false;
+        }
+    }
+    Ok(empty)
+}
+
+/// One pass over terminating namespaces.
+pub async fn reconcile(registry: &Registry) -> ApiResult<()> {
+    let info = registry::namespaces_info();
+    let list = registry.list(info, None, &ListOpts::default()).await?;
+    for ns in list.items.iter().filter(|n| object::is_deleting(n)) {
+        let Some(name) = object::name(ns) else { continue };
+        let has_kubernetes = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|x| x == "kubernetes"));
+        if !has_kubernetes {
+            continue;
+        }
+        if !empty_namespace(registry, name).await? {
+            continue;
+        }
+        let remaining: Vec<Value> = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .map(|f| f.iter().filter(|x| *x != "kubernetes").cloned().collect())
+            .unwrap_or_default();
+        let body = json!({"spec": {"finalizers": remaining}});
+        match finalize(registry, name, body, &WriteOpts::default()).await {
+            Ok(_) => tracing::info!(namespace = name, "namespace emptied and finalized"),
+            Err(e) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs [`reconcile`] whenever the cache moves, at most every `period`.
+pub async fn run(registry: Registry, period: Duration) {
+    let mut position = registry.cache().subscribe();
+    loop {
+        if let Err(e) = reconcile(&registry).await {
+            tracing::warn!(error = %e.message, "namespace finalizer: pass failed; will retry");
+        }
+        tokio::time::sleep(period).await;
+        if position.changed().await.is_err() {
+            return;
+        }
+    }
+}
