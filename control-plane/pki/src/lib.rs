@@ -15,7 +15,8 @@
 //! mode 0600, certificates 0644, the directory 0700; every file is written atomically.
 //!
 //! The entry point is [`ServerPki::load_or_create`]. Around it: [`client_identity`] (who
-//! a verified client certificate is) and [`ca_hash`] (the CA hash of join tokens).
+//! a verified client certificate is), [`ca_hash`] (the CA hash of join tokens) and
+//! [`write_kubeconfig`].
 //!
 //! Time is always passed in (`now: SystemTime`), so expiry and renewal are tested without
 //! waiting.
@@ -32,6 +33,7 @@ mod error;
 mod files;
 mod fingerprint;
 mod identity;
+mod kubeconfig;
 mod server;
 
 use std::time::Duration;
@@ -41,6 +43,7 @@ pub use csr::ExpectedSubject;
 pub use error::PkiError;
 pub use fingerprint::ca_hash;
 pub use identity::{Identity, client_identity};
+pub use kubeconfig::{DEFAULT_KUBECONFIG_MODE, render_kubeconfig, write_kubeconfig};
 pub use server::{IssuedCertificate, PkiOptions, ServerPki};
 
 /// How long a newly generated CA is valid: ten years, as in K3s.
