@@ -665,6 +665,34 @@ fn broken_leaves_are_reissued() {
 }
 
 #[test]
+fn leaves_signed_by_another_ca_are_reissued() {
+    let ours = fixture();
+    let theirs = fixture();
+    ServerPki::load_or_create(&ours.tls, &PkiOptions::default(), t0()).unwrap();
+    ServerPki::load_or_create(&theirs.tls, &PkiOptions::default(), t0()).unwrap();
+    // A valid, matching certificate and key pair, but from another cluster.
+    for name in [
+        layout::SERVING_APISERVER_CERT,
+        layout::SERVING_APISERVER_KEY,
+        layout::CLIENT_ADMIN_CERT,
+        layout::CLIENT_ADMIN_KEY,
+    ] {
+        fs::copy(theirs.tls.join(name), ours.tls.join(name)).unwrap();
+    }
+
+    ServerPki::load_or_create(&ours.tls, &PkiOptions::default(), t0()).unwrap();
+    let after = snapshot(&ours.tls);
+    let foreign = snapshot(&theirs.tls);
+    for (cert, ca) in [
+        (layout::SERVING_APISERVER_CERT, layout::SERVER_CA_CERT),
+        (layout::CLIENT_ADMIN_CERT, layout::CLIENT_CA_CERT),
+    ] {
+        assert_ne!(after[cert], foreign[cert], "{cert} must be reissued");
+        assert_signed_by(&after[cert], &after[ca]);
+    }
+}
+
+#[test]
 fn a_key_file_with_a_wide_mode_is_tightened() {
     let fx = fixture();
     ServerPki::load_or_create(&fx.tls, &PkiOptions::default(), t0()).unwrap();
