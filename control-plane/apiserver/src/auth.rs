@@ -34,13 +34,10 @@ impl User {
 /// Reads the user out of a client certificate that rustls has already
 /// verified against the client CA.
 pub fn user_from_certificate(der: &[u8]) -> Option<User> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let mut groups: Vec<String> =
-        subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+    let identity = kedge_pki::client_identity(der).ok()?;
+    let mut groups = identity.groups;
     groups.push("system:authenticated".to_string());
-    Some(User { name, uid: String::new(), groups })
+    Some(User { name: identity.user, uid: String::new(), groups })
 }
 
 /// Static bearer tokens.

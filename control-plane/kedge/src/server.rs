@@ -1,7 +1,9 @@
-//! `kedge server`: the control plane. Today it is the datastore and its upkeep;
-//! the Kubernetes API, the scheduler, the controllers and the agent tunnel
-//! build on it.
+//! `kedge server`: the control plane. It opens the datastore and keeps it in
+//! shape, sets up the cluster's certificates, writes the admin kubeconfig
+//! and serves the Kubernetes API over HTTPS. The scheduler, the controllers
+//! and the agent tunnel are still to come.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,49 @@ pub struct ServerArgs {
     /// How many of the newest revisions compaction keeps.
     #[arg(long, default_value_t = 1000)]
     pub datastore_compact_retain: i64,
+
+    /// HTTPS listen port of the Kubernetes API.
+    #[arg(long, default_value_t = 6443)]
+    pub https_listen_port: u16,
+
+    /// Address the Kubernetes API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+
+    /// Address clients are told to use; defaults to the bind address, or
+    /// 127.0.0.1 when binding to all addresses.
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+
+    /// Extra hostnames or IPs for the serving certificate (repeat, or
+    /// separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+
+    /// Write the admin kubeconfig to this file.
+    #[arg(long, short = 'o', env = "KEDGE_KUBECONFIG_OUTPUT", default_value = "/etc/kedge/kedge.yaml")]
+    pub write_kubeconfig: PathBuf,
+
+    /// File mode of the kubeconfig, in octal (e.g. 0644).
+    #[arg(long, env = "KEDGE_KUBECONFIG_MODE", default_value = "0600", value_parser = parse_mode)]
+    pub write_kubeconfig_mode: u32,
+
+    /// Static bearer tokens, one `token,user,uid,"group1,group2"` per line
+    /// (kube-apiserver's --token-auth-file format).
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// Run the control plane without a local agent.
+    #[arg(long)]
+    pub disable_agent: bool,
+}
+
+fn parse_mode(text: &str) -> std::result::Result<u32, String> {
+    let digits = text.trim_start_matches("0o");
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal file mode such as 0600 or 0644"))
 }
 
 impl ServerArgs {
@@ -71,22 +116,96 @@ pub async fn open_datastore(endpoint: &Endpoint) -> Result<Arc<dyn Store>> {
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let (endpoint, maintenance) = args.validate()?;
+    let sans = args
+        .tls_san
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse::<kedge_pki::San>().with_context(|| format!("--tls-san {s:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let tokens = match &args.token_auth_file {
+        Some(path) => kedge_apiserver::TokenFile::load(path)?,
+        None => kedge_apiserver::TokenFile::default(),
+    };
+    let advertise = args.advertise_address.unwrap_or(if args.bind_address.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        args.bind_address
+    });
     // Catch SIGTERM before saying "ready", so a stop that follows at once is
     // a clean shutdown rather than the default kill.
-    let shutdown = shutdown_signal()?;
+    let signal = shutdown_signal()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
     let store = open_datastore(&endpoint)
         .await
         .with_context(|| format!("open the datastore ({})", endpoint.redacted()))?;
     let revision = store.current_revision().await?;
-    info!(
-        datastore = %endpoint.redacted(),
-        revision,
-        "datastore ready; the Kubernetes API is not served by this release yet"
-    );
-    maintenance::run(store.clone(), maintenance, shutdown).await;
+    info!(datastore = %endpoint.redacted(), revision, "datastore ready");
+
+    let mut pki_options = kedge_pki::PkiOptions::default();
+    pki_options.extra_sans = sans;
+    pki_options.extra_sans.push(kedge_pki::San::Ip(advertise));
+    if let Some(host) = hostname() {
+        if let Ok(san) = host.parse::<kedge_pki::San>() {
+            pki_options.extra_sans.push(san);
+        }
+    }
+    let tls_dir = kedge_pki::layout::tls_dir(&args.data_dir);
+    let pki = kedge_pki::ServerPki::load_or_create(&tls_dir, &pki_options, std::time::SystemTime::now())
+        .context("set up the cluster certificates")?;
+    let tls = kedge_apiserver::tls_config(&kedge_apiserver::TlsMaterial {
+        cert_chain: pki.serving_cert_chain_der(),
+        key_pkcs8: pki.serving_key_der().to_vec(),
+        client_ca: pki.client_ca_der().to_vec(),
+    })?;
+
+    let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen on {listen} (is another server running? choose another --https-listen-port)"))?;
+    let port = listener.local_addr()?.port();
+    let advertise_address = SocketAddr::new(advertise, port).to_string();
+    let config = kedge_apiserver::Config { advertise_address: advertise_address.clone(), ..Default::default() };
+    let api = kedge_apiserver::ApiServer::start(store.clone(), Arc::new(kedge_datastore::SystemClock), config, tokens)
+        .await
+        .context("start the API server")?;
+
+    let server_url = format!("https://{advertise_address}");
+    kedge_pki::write_kubeconfig(
+        &args.write_kubeconfig,
+        args.write_kubeconfig_mode,
+        &server_url,
+        pki.server_ca_pem(),
+        pki.admin_cert_pem(),
+        pki.admin_key_pem(),
+    )
+    .with_context(|| format!("write the kubeconfig {}", args.write_kubeconfig.display()))?;
+    info!(kubeconfig = %args.write_kubeconfig.display(), "wrote kubeconfig");
+    if !args.disable_agent {
+        info!("the local agent is not part of this release yet; running the control plane alone");
+    }
+    info!(listen = %listen, server = %server_url, "Kubernetes API ready");
+
+    let serving = tokio::spawn(kedge_apiserver::serve(api, listener, tls, stopped()));
+    maintenance::run(store.clone(), maintenance, stopped()).await;
+    let _ = serving.await;
     info!("shutting down");
     drop(store);
     Ok(())
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_lowercase()).filter(|h| !h.is_empty())
 }
 
 /// Installs the SIGINT and SIGTERM handlers now, and returns a future that
