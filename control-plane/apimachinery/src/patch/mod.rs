@@ -22,6 +22,7 @@
 
 mod error;
 pub mod json;
+pub mod merge;
 
 pub use error::{JsonPatchFailure, PatchError, TargetProblem};
 
