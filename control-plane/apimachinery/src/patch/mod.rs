@@ -23,6 +23,7 @@
 mod error;
 pub mod json;
 pub mod merge;
+pub mod strategic;
 
 pub use error::{JsonPatchFailure, PatchError, TargetProblem};
 
