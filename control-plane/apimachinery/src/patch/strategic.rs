@@ -973,3 +973,1003 @@ fn check_depth(depth: usize) -> Result<(), PatchError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Cases from upstream's strategicpatch test table, restated on Pod
+    //! shapes: `containers` is upstream's `mergingList`, `finalizers` its
+    //! `mergingIntList`, `args` and `tolerations` its non-merging lists.
+    //! Upstream's three-way cases are applied as the server sees them:
+    //! patch to the live object.
+
+    use super::*;
+    use crate::schema::Unknown;
+    use serde_json::json;
+
+    /// A schema from a table of dotted paths (`spec.containers`), with `[]`
+    /// stepping into list elements (`spec.containers[].ports`). A path is
+    /// known if it or something below it is in the table.
+    struct Table(Vec<(&'static str, PatchStrategy)>);
+
+    struct At<'t> {
+        table: &'t Table,
+        path: String,
+    }
+
+    impl Table {
+        fn rule(&self, path: &str) -> Option<PatchStrategy> {
+            self.0
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, s)| s.clone())
+        }
+
+        fn has_below(&self, path: &str) -> bool {
+            self.0.iter().any(|(p, _)| {
+                p.strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with("[]"))
+            })
+        }
+
+        fn root(&self) -> At<'_> {
+            At {
+                table: self,
+                path: String::new(),
+            }
+        }
+    }
+
+    impl PatchSchema for At<'_> {
+        fn field(&self, name: &str) -> Option<(PatchStrategy, Box<dyn PatchSchema + '_>)> {
+            let path = if self.path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{}.{name}", self.path)
+            };
+            let rule = self.table.rule(&path);
+            if rule.is_none() && !self.table.has_below(&path) {
+                return None;
+            }
+            let at = At {
+                table: self.table,
+                path,
+            };
+            Some((rule.unwrap_or_default(), Box::new(at)))
+        }
+
+        fn elements(&self) -> Option<Box<dyn PatchSchema + '_>> {
+            let path = format!("{}[]", self.path);
+            self.table.has_below(&path).then(|| {
+                Box::new(At {
+                    table: self.table,
+                    path,
+                }) as Box<dyn PatchSchema + '_>
+            })
+        }
+    }
+
+    fn merge_by(key: &str) -> PatchStrategy {
+        PatchStrategy {
+            merge: true,
+            retain_keys: false,
+            merge_key: Some(key.to_owned()),
+        }
+    }
+
+    fn merge() -> PatchStrategy {
+        PatchStrategy {
+            merge: true,
+            ..PatchStrategy::default()
+        }
+    }
+
+    fn retain() -> PatchStrategy {
+        PatchStrategy {
+            retain_keys: true,
+            ..PatchStrategy::default()
+        }
+    }
+
+    fn pod() -> Table {
+        Table(vec![
+            ("metadata.finalizers", merge()),
+            ("spec.containers", merge_by("name")),
+            ("spec.containers[].ports", merge_by("containerPort")),
+            ("spec.containers[].env", merge_by("name")),
+            ("spec.containers[].args", PatchStrategy::default()),
+            (
+                "spec.volumes",
+                PatchStrategy {
+                    retain_keys: true,
+                    ..merge_by("name")
+                },
+            ),
+            ("spec.tolerations", PatchStrategy::default()),
+            ("spec.strategy", retain()),
+            // A merged list of objects that forgot its key.
+            ("spec.keyless", merge()),
+        ])
+    }
+
+    fn smp(doc: Value, patch: Value) -> Value {
+        let table = pod();
+        match apply(&doc, &patch, &table.root()) {
+            Ok(v) => v,
+            Err(e) => panic!("patch {patch} on {doc} failed: {e}"),
+        }
+    }
+
+    fn smp_err(doc: Value, patch: Value) -> PatchError {
+        let table = pod();
+        match apply(&doc, &patch, &table.root()) {
+            Ok(v) => panic!("patch {patch} on {doc} gave {v}, want an error"),
+            Err(e) => e,
+        }
+    }
+
+    fn containers(list: Value) -> Value {
+        json!({"spec": {"containers": list}})
+    }
+
+    fn finalizers(list: Value) -> Value {
+        json!({"metadata": {"finalizers": list}})
+    }
+
+    #[test]
+    fn maps_merge_and_null_deletes() {
+        assert_eq!(
+            smp(
+                json!({
+                    "metadata": {"name": "web", "labels": {"app": "web", "tier": "fe"}, "annotations": {"a": "1"}},
+                    "spec": {"nodeName": "n1", "restartPolicy": "Always"}
+                }),
+                json!({
+                    "metadata": {"labels": {"tier": null, "track": "stable"}, "annotations": null},
+                    "spec": {"nodeName": null, "hostname": "h", "dnsConfig": {"options": null, "nameservers": ["1.1.1.1"]}},
+                    "status": null
+                })
+            ),
+            json!({
+                "metadata": {"name": "web", "labels": {"app": "web", "track": "stable"}},
+                "spec": {"restartPolicy": "Always", "hostname": "h", "dnsConfig": {"nameservers": ["1.1.1.1"]}}
+            })
+        );
+    }
+
+    #[test]
+    fn a_null_patch_changes_nothing() {
+        let doc = json!({"a": 1});
+        assert_eq!(smp(doc.clone(), json!(null)), doc);
+        assert_eq!(smp(doc.clone(), json!({})), doc);
+    }
+
+    #[test]
+    fn patch_elements_come_first_in_patch_order() {
+        // Upstream "preserve the order from the patch in a merging list 2".
+        assert_eq!(
+            smp(
+                containers(json!([
+                    {"name": "a"},
+                    {"name": "b", "image": "b:1"},
+                    {"name": "c"}
+                ])),
+                containers(json!([
+                    {"name": "c", "image": "c:2"},
+                    {"name": "a", "image": "a:2"}
+                ]))
+            ),
+            containers(json!([
+                {"name": "b", "image": "b:1"},
+                {"name": "c", "image": "c:2"},
+                {"name": "a", "image": "a:2"}
+            ]))
+        );
+        // The kubectl documentation's patch-demo: a container patched in
+        // by `kubectl patch` lands before the existing one.
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "patch-demo-ctr", "image": "nginx"}])),
+                containers(json!([{"name": "patch-demo-ctr-2", "image": "redis"}]))
+            ),
+            containers(json!([
+                {"name": "patch-demo-ctr-2", "image": "redis"},
+                {"name": "patch-demo-ctr", "image": "nginx"}
+            ]))
+        );
+    }
+
+    #[test]
+    fn keyed_merge_with_element_order() {
+        // Upstream "merge lists of maps", as kubectl apply sends it.
+        assert_eq!(
+            smp(
+                containers(json!([
+                    {"name": "a", "tty": true},
+                    {"name": "b", "image": "b:1", "stdin": true}
+                ])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "d"}, {"name": "a"}, {"name": "b"}, {"name": "c"}],
+                    "containers": [{"name": "d", "image": "d:1"}, {"name": "c", "image": "c:1"}]
+                }})
+            ),
+            containers(json!([
+                {"name": "d", "image": "d:1"},
+                {"name": "a", "tty": true},
+                {"name": "b", "image": "b:1", "stdin": true},
+                {"name": "c", "image": "c:1"}
+            ]))
+        );
+        // Upstream "add field to map in merging list".
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "a", "tty": true}, {"name": "b", "image": "b:1"}])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+                    "containers": [{"name": "a", "image": "a:1"}]
+                }})
+            ),
+            containers(json!([
+                {"name": "a", "tty": true, "image": "a:1"},
+                {"name": "b", "image": "b:1"}
+            ]))
+        );
+    }
+
+    #[test]
+    fn element_order_keeps_server_only_elements_in_place() {
+        // Upstream "set elements order in a list with server-only items 2":
+        // `istio-proxy` was added by someone else.
+        assert_eq!(
+            smp(
+                containers(json!([
+                    {"name": "a", "tty": true},
+                    {"name": "b"},
+                    {"name": "istio-proxy"},
+                    {"name": "c"},
+                    {"name": "d"}
+                ])),
+                json!({"spec": {"$setElementOrder/containers": [
+                    {"name": "b"}, {"name": "a"}, {"name": "d"}, {"name": "c"}
+                ]}})
+            ),
+            containers(json!([
+                {"name": "b"},
+                {"name": "a", "tty": true},
+                {"name": "istio-proxy"},
+                {"name": "d"},
+                {"name": "c"}
+            ]))
+        );
+        // Upstream custom case: the order may name elements no list has.
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "a"}, {"name": "c"}])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "c"}, {"name": "b"}, {"name": "a"}],
+                    "containers": [{"name": "c", "image": "c"}, {"name": "a", "image": "a"}]
+                }})
+            ),
+            containers(json!([{"name": "c", "image": "c"}, {"name": "a", "image": "a"}]))
+        );
+        // Upstream "nested patch merge with empty list".
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "hello2"}])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "hello"}, {"name": "doesntexist"}],
+                    "containers": [{"name": "hello"}]
+                }})
+            ),
+            containers(json!([{"name": "hello"}, {"name": "hello2"}]))
+        );
+    }
+
+    #[test]
+    fn delete_directive_in_keyed_lists() {
+        // Upstream "delete map from merging list".
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "a"}, {"name": "b", "tty": true}])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "b"}],
+                    "containers": [{"name": "a", "$patch": "delete"}]
+                }})
+            ),
+            containers(json!([{"name": "b", "tty": true}]))
+        );
+        // Upstream "delete missing map from merging list": not an error.
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "b"}])),
+                containers(json!([{"name": "a", "$patch": "delete"}]))
+            ),
+            containers(json!([{"name": "b"}]))
+        );
+        // Upstream "delete all duplicate entries in a merging list".
+        assert_eq!(
+            smp(
+                containers(json!([
+                    {"name": "a"}, {"name": "a"}, {"name": "b", "image": "x"}, {"name": "c"}, {"name": "c"}
+                ])),
+                containers(json!([
+                    {"name": "a", "$patch": "delete"},
+                    {"name": "c", "$patch": "delete"}
+                ]))
+            ),
+            containers(json!([{"name": "b", "image": "x"}]))
+        );
+        // By a numeric key.
+        assert_eq!(
+            smp(
+                containers(
+                    json!([{"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 443}]}])
+                ),
+                containers(
+                    json!([{"name": "a", "ports": [{"containerPort": 443, "$patch": "delete"}]}])
+                )
+            ),
+            containers(json!([{"name": "a", "ports": [{"containerPort": 80}]}]))
+        );
+    }
+
+    #[test]
+    fn add_and_delete_around_a_server_only_element() {
+        // Upstream "add map and delete map from merging list": kubectl
+        // apply replaces `a` with `c` while an injected sidecar sits after
+        // `b`. The sidecar stays before `c`, as upstream's in-place merge
+        // leaves it (see `MergedList::old_order`).
+        assert_eq!(
+            smp(
+                containers(json!([
+                    {"name": "a"},
+                    {"name": "b", "image": "b"},
+                    {"name": "sidecar", "image": "s"}
+                ])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "b"}, {"name": "c"}],
+                    "containers": [{"name": "c"}, {"name": "a", "$patch": "delete"}]
+                }})
+            ),
+            containers(json!([
+                {"name": "b", "image": "b"},
+                {"name": "sidecar", "image": "s"},
+                {"name": "c"}
+            ]))
+        );
+        // Upstream "... with conflict": the sidecar is all that is left of
+        // the old list, and goes first.
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "a", "tty": true}, {"name": "sidecar", "image": "s"}])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "b"}, {"name": "c"}],
+                    "containers": [{"name": "b"}, {"name": "c"}, {"name": "a", "$patch": "delete"}]
+                }})
+            ),
+            containers(json!([{"name": "sidecar", "image": "s"}, {"name": "b"}, {"name": "c"}]))
+        );
+        // Upstream "add and delete an item in a list and preserve order".
+        assert_eq!(
+            smp(
+                containers(json!([
+                    {"name": "a", "tty": true},
+                    {"name": "b", "image": "b"},
+                    {"name": "c", "image": "c"}
+                ])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "d"}, {"name": "b"}, {"name": "a"}],
+                    "containers": [{"name": "d", "image": "d"}, {"name": "c", "$patch": "delete"}]
+                }})
+            ),
+            containers(json!([
+                {"name": "d", "image": "d"},
+                {"name": "b", "image": "b"},
+                {"name": "a", "tty": true}
+            ]))
+        );
+    }
+
+    #[test]
+    fn nested_keyed_lists() {
+        // Upstream "add field to map in merging list nested in merging list".
+        assert_eq!(
+            smp(
+                containers(json!([
+                    {"name": "a", "tty": true, "env": [{"name": "A"}, {"name": "B", "value": "2"}]},
+                    {"name": "b", "image": "b"}
+                ])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+                    "containers": [{
+                        "$setElementOrder/env": [{"name": "A"}, {"name": "B"}],
+                        "name": "a",
+                        "env": [{"name": "A", "value": "1"}]
+                    }]
+                }})
+            ),
+            containers(json!([
+                {"name": "a", "tty": true, "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                {"name": "b", "image": "b"}
+            ]))
+        );
+        // Ports merge by an integer key.
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "a", "ports": [
+                    {"containerPort": 80, "protocol": "TCP"},
+                    {"containerPort": 443}
+                ]}])),
+                containers(json!([{"name": "a", "ports": [
+                    {"containerPort": 80, "name": "http"},
+                    {"containerPort": 8080}
+                ]}]))
+            ),
+            containers(json!([{"name": "a", "ports": [
+                {"containerPort": 80, "protocol": "TCP", "name": "http"},
+                {"containerPort": 8080},
+                {"containerPort": 443}
+            ]}]))
+        );
+    }
+
+    #[test]
+    fn lists_without_merge_strategy_are_replaced() {
+        // Upstream "replace non merging list nested in merging list".
+        assert_eq!(
+            smp(
+                containers(json!([
+                    {"name": "a", "tty": true, "args": ["-v", "2"]},
+                    {"name": "b"}
+                ])),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+                    "containers": [{"name": "a", "args": ["-q"]}]
+                }})
+            ),
+            containers(json!([{"name": "a", "tty": true, "args": ["-q"]}, {"name": "b"}]))
+        );
+        assert_eq!(
+            smp(
+                json!({"spec": {"tolerations": [{"key": "a"}, {"key": "b"}]}}),
+                json!({"spec": {"tolerations": [{"key": "c", "operator": "Exists"}]}})
+            ),
+            json!({"spec": {"tolerations": [{"key": "c", "operator": "Exists"}]}})
+        );
+    }
+
+    #[test]
+    fn primitive_lists_merge_as_sets() {
+        // Upstream "unique scalars when merging lists".
+        assert_eq!(
+            smp(finalizers(json!(["a", "b"])), finalizers(json!(["b", "c"]))),
+            finalizers(json!(["a", "b", "c"]))
+        );
+        // Upstream "merge lists of scalars".
+        assert_eq!(
+            smp(
+                finalizers(json!(["a", "b", "d"])),
+                json!({"metadata": {"$setElementOrder/finalizers": ["a", "b", "c"], "finalizers": ["c"]}})
+            ),
+            finalizers(json!(["a", "b", "c", "d"]))
+        );
+        // Upstream "preserve the order from the patch in a merging int list".
+        assert_eq!(
+            smp(
+                finalizers(json!(["a", "b", "c"])),
+                finalizers(json!(["c", "a"]))
+            ),
+            finalizers(json!(["b", "c", "a"]))
+        );
+        // Upstream "add an item in a list of primitives and preserve order".
+        assert_eq!(
+            smp(
+                finalizers(json!(["a", "d", "b"])),
+                json!({"metadata": {"$setElementOrder/finalizers": ["c", "a", "b"], "finalizers": ["c"]}})
+            ),
+            finalizers(json!(["c", "a", "d", "b"]))
+        );
+        // Duplicates in the live list go; values keep their JSON type.
+        assert_eq!(
+            smp(finalizers(json!(["a", "a", "b"])), finalizers(json!(["b"]))),
+            finalizers(json!(["a", "b"]))
+        );
+    }
+
+    #[test]
+    fn delete_from_primitive_list() {
+        // Upstream "delete items in lists of scalars".
+        assert_eq!(
+            smp(
+                finalizers(json!(["a", "b", "c", "d"])),
+                json!({"metadata": {
+                    "$setElementOrder/finalizers": ["a", "b"],
+                    "$deleteFromPrimitiveList/finalizers": ["c"]
+                }})
+            ),
+            finalizers(json!(["a", "b", "d"]))
+        );
+        // Upstream "delete an item in a list of primitives and preserve order".
+        assert_eq!(
+            smp(
+                finalizers(json!(["a", "b", "c"])),
+                json!({"metadata": {
+                    "$setElementOrder/finalizers": ["b", "a"],
+                    "$deleteFromPrimitiveList/finalizers": ["c"]
+                }})
+            ),
+            finalizers(json!(["b", "a"]))
+        );
+        // Upstream custom cases: deleting what is not there adds nothing,
+        // and lists without merge strategy take deletions too.
+        assert_eq!(
+            smp(
+                finalizers(json!(["a"])),
+                json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["z"]}})
+            ),
+            finalizers(json!(["a"]))
+        );
+        assert_eq!(
+            smp(
+                finalizers(json!(null)),
+                json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["z"]}})
+            ),
+            finalizers(json!(null))
+        );
+        assert_eq!(
+            smp(
+                json!({"metadata": {}}),
+                json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["z"]}})
+            ),
+            json!({"metadata": {}})
+        );
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "a", "args": ["-a", "-b", "-c"]}])),
+                containers(json!([{"name": "a", "$deleteFromPrimitiveList/args": ["-b"]}]))
+            ),
+            containers(json!([{"name": "a", "args": ["-a", "-c"]}]))
+        );
+        // Added and deleted at once: deletion wins.
+        assert_eq!(
+            smp(
+                finalizers(json!(["a"])),
+                json!({"metadata": {"finalizers": ["b"], "$deleteFromPrimitiveList/finalizers": ["b", "a"]}})
+            ),
+            finalizers(json!([]))
+        );
+    }
+
+    #[test]
+    fn retain_keys() {
+        // kubectl apply switching a volume from emptyDir to hostPath.
+        assert_eq!(
+            smp(
+                json!({"spec": {"volumes": [
+                    {"name": "data", "emptyDir": {}},
+                    {"name": "cfg", "configMap": {"name": "c"}}
+                ]}}),
+                json!({"spec": {
+                    "$setElementOrder/volumes": [{"name": "data"}, {"name": "cfg"}],
+                    "volumes": [{"$retainKeys": ["hostPath", "name"], "name": "data", "hostPath": {"path": "/x"}}]
+                }})
+            ),
+            json!({"spec": {"volumes": [
+                {"name": "data", "hostPath": {"path": "/x"}},
+                {"name": "cfg", "configMap": {"name": "c"}}
+            ]}})
+        );
+        // Upstream "retainKeys map should clear defaulted field".
+        assert_eq!(
+            smp(
+                json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}}),
+                json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}})
+            ),
+            json!({"spec": {"strategy": {"type": "Recreate"}}})
+        );
+        // Upstream "retainKeys list of maps clears a field".
+        assert_eq!(
+            smp(
+                json!({"spec": {"volumes": [{"name": "bar"}, {"name": "foo", "secret": {}, "emptyDir": {}}]}}),
+                json!({"spec": {
+                    "$setElementOrder/volumes": [{"name": "bar"}, {"name": "foo"}],
+                    "volumes": [{"$retainKeys": ["name", "secret"], "name": "foo"}]
+                }})
+            ),
+            json!({"spec": {"volumes": [{"name": "bar"}, {"name": "foo", "secret": {}}]}})
+        );
+        // Upstream "retainKeys map can delete a field when no retainKeys
+        // directive present".
+        assert_eq!(
+            smp(
+                json!({"spec": {"strategy": {"type": "a", "rollingUpdate": {}}}}),
+                json!({"spec": {"strategy": {"rollingUpdate": null}}})
+            ),
+            json!({"spec": {"strategy": {"type": "a"}}})
+        );
+        // The patch may not set what it does not retain; nulls and
+        // directives are exempt.
+        let e = smp_err(
+            json!({"spec": {"strategy": {}}}),
+            json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}}),
+        );
+        assert!(e.is_bad_request());
+        assert_eq!(e.to_string(), "invalid patch format of retainKeys");
+        assert_eq!(
+            smp(
+                json!({"spec": {"strategy": {"x": 1}}}),
+                json!({"spec": {"strategy": {"$retainKeys": ["type"], "x": null}}})
+            ),
+            json!({"spec": {"strategy": {}}})
+        );
+        let e = smp_err(
+            json!({"spec": {"strategy": {}}}),
+            json!({"spec": {"strategy": {"$retainKeys": "type"}}}),
+        );
+        assert!(e.is_bad_request());
+    }
+
+    #[test]
+    fn replace_directive() {
+        // Upstream "add key and delete all keys from map".
+        assert_eq!(
+            smp(
+                json!({"spec": {"nodeSelector": {"a": "1", "b": "2"}}}),
+                json!({"spec": {"nodeSelector": {"$patch": "replace", "c": "3", "d": null}}})
+            ),
+            json!({"spec": {"nodeSelector": {"c": "3"}}})
+        );
+        // Upstream "delete all keys from map", at the top.
+        assert_eq!(
+            smp(json!({"a": 1, "b": 2}), json!({"$patch": "replace"})),
+            json!({})
+        );
+        // Upstream "delete all items from merging list".
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "a"}, {"name": "b"}])),
+                containers(json!([{"$patch": "replace"}]))
+            ),
+            containers(json!([]))
+        );
+        // Replace the list with the patch's other elements.
+        assert_eq!(
+            smp(
+                containers(json!([{"name": "a", "image": "a"}, {"name": "b"}])),
+                containers(
+                    json!([{"name": "c", "image": "c"}, {"$patch": "replace"}, {"name": "a"}])
+                )
+            ),
+            containers(json!([{"name": "c", "image": "c"}, {"name": "a"}]))
+        );
+        // Upstream "merge empty merging lists".
+        assert_eq!(
+            smp(containers(json!([])), containers(json!([]))),
+            containers(json!([]))
+        );
+    }
+
+    #[test]
+    fn delete_directive_on_maps() {
+        // Upstream "delete map from nested map": emptied, not removed.
+        assert_eq!(
+            smp(
+                json!({"spec": {"nodeSelector": {"a": "1"}}}),
+                json!({"spec": {"nodeSelector": {"$patch": "delete"}}})
+            ),
+            json!({"spec": {"nodeSelector": {}}})
+        );
+        // A new value that is a directive is left out.
+        assert_eq!(
+            smp(
+                json!({"spec": {}}),
+                json!({"spec": {"nodeSelector": {"$patch": "delete"}, "affinity": {"$patch": "replace", "x": 1}}})
+            ),
+            json!({"spec": {}})
+        );
+        // Replacing a scalar with a directive removes it.
+        assert_eq!(
+            smp(
+                json!({"spec": {"nodeSelector": "oops"}}),
+                json!({"spec": {"nodeSelector": {"$patch": "delete"}}})
+            ),
+            json!({"spec": {}})
+        );
+    }
+
+    #[test]
+    fn directives_never_reach_the_result() {
+        assert_eq!(
+            smp(
+                json!({"spec": {"containers": [{"name": "a"}]}}),
+                json!({"spec": {
+                    "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+                    "containers": [{
+                        "name": "b",
+                        "image": null,
+                        "$setElementOrder/env": [{"name": "X"}],
+                        "$retainKeys": ["name", "env"],
+                        "env": [{"name": "X", "value": "1"}, {"name": "Y", "$patch": "delete"}],
+                        "$deleteFromPrimitiveList/args": ["-x"]
+                    }],
+                    "volumes": [{"name": "v", "$patch": "delete"}, {"name": "w", "emptyDir": {"medium": null}}],
+                    "securityContext": {"$retainKeys": ["runAsUser"], "runAsUser": 1}
+                }})
+            ),
+            json!({"spec": {
+                "containers": [{"name": "a"}, {"name": "b", "env": [{"name": "X", "value": "1"}]}],
+                "volumes": [{"name": "w", "emptyDir": {}}],
+                "securityContext": {"runAsUser": 1}
+            }})
+        );
+    }
+
+    #[test]
+    fn unknown_fields_behave_like_merge_patch() {
+        // The table does not know `spec.readinessGates` or anything in
+        // `data`: lists are replaced, maps merged.
+        let doc = json!({
+            "spec": {"readinessGates": [{"conditionType": "a"}]},
+            "data": {"x": {"y": [1, 2], "z": 1}}
+        });
+        let patch = json!({
+            "spec": {"readinessGates": [{"conditionType": "b"}]},
+            "data": {"x": {"y": [3], "z": null, "w": {"v": null}}}
+        });
+        let want = json!({
+            "spec": {"readinessGates": [{"conditionType": "b"}]},
+            "data": {"x": {"y": [3], "w": {}}}
+        });
+        assert_eq!(smp(doc.clone(), patch.clone()), want);
+        assert_eq!(apply(&doc, &patch, &Unknown).unwrap(), want);
+        assert_eq!(super::super::merge::apply(&doc, &patch).unwrap(), want);
+    }
+
+    #[test]
+    fn values_of_another_type_are_replaced() {
+        assert_eq!(
+            smp(
+                json!({"spec": {"containers": "oops", "x": {"a": 1}, "y": [1], "z": 1}}),
+                json!({"spec": {"containers": [{"name": "a", "x": null}], "x": [1], "y": {"b": 2}, "z": "one"}})
+            ),
+            json!({"spec": {"containers": [{"name": "a"}], "x": [1], "y": {"b": 2}, "z": "one"}})
+        );
+    }
+
+    #[test]
+    fn input_is_not_changed() {
+        let doc = containers(json!([{"name": "a", "image": "a"}]));
+        let patch = containers(json!([{"name": "a", "image": null}]));
+        let before = (doc.clone(), patch.clone());
+        assert_eq!(
+            smp(doc.clone(), patch.clone()),
+            containers(json!([{"name": "a"}]))
+        );
+        assert_eq!((doc, patch), before);
+    }
+
+    #[test]
+    fn missing_merge_key() {
+        // Upstream "missing merge key should error out".
+        let e = smp_err(
+            containers(json!([{"name": "a", "image": "a"}])),
+            containers(json!([{"image": "nginx:1.25"}])),
+        );
+        assert_eq!(e.status_code(), 500);
+        assert_eq!(e.reason(), "");
+        assert_eq!(
+            e.to_string(),
+            "map: map[image:nginx:1.25] does not contain declared merge key: name"
+        );
+        // Also in a deletion, and in an element order list.
+        let e = smp_err(
+            containers(json!([{"name": "a"}])),
+            containers(json!([{"$patch": "delete", "image": "x"}])),
+        );
+        assert!(matches!(e, PatchError::MissingMergeKey { .. }), "{e:?}");
+        let e = smp_err(
+            containers(json!([{"name": "a"}])),
+            json!({"spec": {"$setElementOrder/containers": [{"image": "x"}]}}),
+        );
+        assert!(matches!(e, PatchError::MissingMergeKey { .. }), "{e:?}");
+        // A merged list of objects without a merge key at all.
+        let e = smp_err(
+            json!({"spec": {"keyless": [{"a": 1}]}}),
+            json!({"spec": {"keyless": [{"a": 2}]}}),
+        );
+        assert_eq!(
+            e,
+            PatchError::NoMergeKey {
+                field: "keyless".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn element_order_must_match_the_patch_list() {
+        // Upstream "should check if order in $setElementOrder and patch
+        // list match", for maps and for primitives.
+        let e = smp_err(
+            containers(json!([{"name": "a"}, {"name": "c"}, {"name": "b"}])),
+            json!({"spec": {
+                "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+                "containers": [{"name": "c", "image": "c"}, {"name": "a", "image": "a"}]
+            }}),
+        );
+        assert!(e.to_string().contains("doesn't match"), "{e}");
+        assert_eq!(e.status_code(), 500);
+        let e = smp_err(
+            finalizers(json!(["a", "c", "b"])),
+            json!({"metadata": {"$setElementOrder/finalizers": ["a", "b", "c"], "finalizers": ["c", "a"]}}),
+        );
+        assert!(e.to_string().contains("doesn't match"), "{e}");
+        // A patch element the order list does not name.
+        let e = smp_err(
+            containers(json!([])),
+            json!({"spec": {"$setElementOrder/containers": [{"name": "a"}], "containers": [{"name": "z"}]}}),
+        );
+        assert!(matches!(e, PatchError::OrderMismatch { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn directive_errors() {
+        let e = smp_err(
+            containers(json!([{"name": "a"}])),
+            containers(json!([{"$patch": "merge"}])),
+        );
+        assert_eq!(
+            e.to_string(),
+            "merging lists cannot yet be specified in the patch"
+        );
+        let e = smp_err(
+            json!({"spec": {"nodeSelector": {}}}),
+            json!({"spec": {"nodeSelector": {"$patch": "merge", "a": "1"}}}),
+        );
+        assert_eq!(
+            e.to_string(),
+            "unknown patch type: merge in map: map[$patch:merge a:1]"
+        );
+        assert_eq!(e.status_code(), 500);
+        let e = smp_err(
+            containers(json!([{"name": "a"}])),
+            containers(json!([{"$patch": 1, "name": "a"}])),
+        );
+        assert_eq!(
+            e.to_string(),
+            "unknown patch type: 1 in map: map[$patch:1 name:a]"
+        );
+        // Directive keys without their field.
+        let e = smp_err(json!({}), json!({"$setElementOrder": []}));
+        assert!(e.is_bad_request());
+        assert_eq!(
+            e.to_string(),
+            "invalid patch format of setElementOrder list"
+        );
+        let e = smp_err(json!({}), json!({"$setElementOrderX/a": []}));
+        assert!(e.is_bad_request());
+        let e = smp_err(json!({}), json!({"$deleteFromPrimitiveList": ["a"]}));
+        assert!(e.is_bad_request());
+        assert_eq!(e.to_string(), "invalid patch format of primitive list");
+        // Directive values of the wrong type.
+        let e = smp_err(
+            finalizers(json!(["a"])),
+            json!({"metadata": {"$setElementOrder/finalizers": "a"}}),
+        );
+        assert!(matches!(e, PatchError::WrongType { .. }), "{e:?}");
+        let e = smp_err(
+            finalizers(json!(["a"])),
+            json!({"metadata": {"$setElementOrder/finalizers": ["a"], "finalizers": "a"}}),
+        );
+        assert!(matches!(e, PatchError::WrongType { .. }), "{e:?}");
+        let e = smp_err(
+            containers(json!([{"name": "a"}])),
+            json!({"spec": {"$setElementOrder/containers": ["a"], "containers": [{"name": "a"}]}}),
+        );
+        assert!(matches!(e, PatchError::WrongType { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn bad_list_elements() {
+        // Upstream looks only at the first element for this.
+        let e = smp_err(finalizers(json!([["a"]])), finalizers(json!([["b"]])));
+        assert_eq!(
+            e,
+            PatchError::ListOfLists {
+                field: "finalizers".to_owned()
+            }
+        );
+        assert!(e.is_invalid());
+        assert_eq!(e.to_string(), "lists of lists are not supported");
+        for (doc, patch) in [
+            (finalizers(json!(["a"])), finalizers(json!([1]))),
+            (finalizers(json!(["a"])), finalizers(json!([["b"]]))),
+            (finalizers(json!(["a"])), finalizers(json!([null]))),
+            (finalizers(json!([null])), finalizers(json!(["a"]))),
+            (finalizers(json!([1])), finalizers(json!([1.5]))),
+            (containers(json!([{"name": "a"}])), containers(json!(["a"]))),
+            (
+                containers(json!([{"name": "a"}])),
+                containers(json!([{"name": "b"}, null])),
+            ),
+        ] {
+            let e = smp_err(doc, patch);
+            assert!(matches!(e, PatchError::MixedElementTypes { .. }), "{e:?}");
+        }
+        // Merge key values of any JSON type are compared, not hashed.
+        assert_eq!(
+            smp(
+                containers(json!([{"name": {"x": [1]}}, {"name": [1]}])),
+                containers(json!([{"name": {"x": [1]}, "image": "a"}, {"name": null}]))
+            ),
+            containers(json!([{"name": {"x": [1]}, "image": "a"}, {"name": null}, {"name": [1]}]))
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects() {
+        for patch in [
+            json!("spec"),
+            json!([]),
+            json!([{"op": "add"}]),
+            json!(1),
+            json!(true),
+        ] {
+            let e = smp_err(json!({}), patch.clone());
+            assert!(e.is_bad_request(), "{patch}: {e:?}");
+        }
+        assert_eq!(
+            smp_err(json!({}), json!([])).to_string(),
+            "strategic merge patch must be an object, got array"
+        );
+        let table = pod();
+        let e = apply(&json!([]), &json!({}), &table.root()).unwrap_err();
+        assert_eq!(e.status_code(), 500);
+    }
+
+    #[test]
+    fn deep_patches_error_instead_of_overflowing() {
+        let mut patch = json!(1);
+        for _ in 0..(MAX_DEPTH + 10) {
+            patch = json!({ "a": patch });
+        }
+        // Into a new field, and into an existing one of the same depth.
+        let e = apply(&json!({}), &patch, &Unknown).unwrap_err();
+        assert_eq!(e, PatchError::TooDeep { max: MAX_DEPTH });
+        let e = apply(&patch, &patch, &Unknown).unwrap_err();
+        assert_eq!(e, PatchError::TooDeep { max: MAX_DEPTH });
+        let mut list_patch = json!({"name": "x"});
+        for _ in 0..(MAX_DEPTH + 10) {
+            list_patch = json!({"name": "x", "env": [list_patch]});
+        }
+        // A self-similar schema: every level's `env` merges by name.
+        struct Env;
+        impl PatchSchema for Env {
+            fn field(&self, name: &str) -> Option<(PatchStrategy, Box<dyn PatchSchema + '_>)> {
+                (name == "env").then(|| (merge_by("name"), Box::new(Env) as Box<dyn PatchSchema>))
+            }
+            fn elements(&self) -> Option<Box<dyn PatchSchema + '_>> {
+                Some(Box::new(Env))
+            }
+        }
+        let e = apply(&list_patch, &list_patch, &Env).unwrap_err();
+        assert_eq!(e, PatchError::TooDeep { max: MAX_DEPTH });
+    }
+
+    #[test]
+    fn big_lists_stay_fast() {
+        // Hash lookups, not nested scans: 20000 x 20000 would take minutes.
+        let n = 20_000;
+        let old: Vec<Value> = (0..n).map(|i| json!(format!("f{i}"))).collect();
+        let new: Vec<Value> = (0..n).map(|i| json!(format!("g{i}"))).collect();
+        let out = smp(finalizers(Value::Array(old)), finalizers(Value::Array(new)));
+        assert_eq!(
+            out["metadata"]["finalizers"].as_array().unwrap().len(),
+            2 * n
+        );
+        let old: Vec<Value> = (0..n).map(|i| json!({"name": format!("c{i}")})).collect();
+        let new: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("c{}", n - i), "image": "x"}))
+            .collect();
+        let out = smp(containers(Value::Array(old)), containers(Value::Array(new)));
+        assert_eq!(out["spec"]["containers"].as_array().unwrap().len(), n + 1);
+    }
+}
