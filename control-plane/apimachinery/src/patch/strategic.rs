@@ -306,10 +306,9 @@ fn merge_slice(
         });
     };
 
-    let mut old_order = BackingArray::new(&original, key);
-
     // `$patch` elements: deletions by key, and replace.
     let mut replace = false;
+    let mut deletions: Vec<&Value> = Vec::new();
     let mut plain: Vec<&Map<String, Value>> = Vec::new();
     for element in patch {
         // `element_type` found only objects.
@@ -330,8 +329,7 @@ fn merge_slice(
                         map: Value::Object(element.clone()),
                         key: key.to_owned(),
                     })?;
-                original.retain(|e| e.get(key) != Some(value));
-                old_order.delete_all(value);
+                deletions.push(value);
             }
             Some("replace") => replace = true,
             Some("merge") => {
@@ -346,6 +344,12 @@ fn merge_slice(
                 });
             }
         }
+    }
+    let mut old_order = BackingArray::new(&original, key);
+    if !deletions.is_empty() {
+        let deleted: HashSet<String> = deletions.iter().map(|v| ident(v)).collect();
+        original.retain(|e| e.get(key).is_none_or(|v| !deleted.contains(&ident(v))));
+        old_order.delete(&deletions, &original);
     }
     if replace {
         old_order.detach();
@@ -450,12 +454,29 @@ impl<'k> BackingArray<'k> {
         }
     }
 
-    /// `deleteMatchingEntries`: each removal shifts the rest left by one,
-    /// leaving the last slot as it was.
-    fn delete_all(&mut self, value: &Value) {
-        if !self.attached {
+    /// Upstream's `deleteMatchingEntries` for each of `values`, in order;
+    /// `remaining` is the list they leave. Exact while that costs at most
+    /// [`Self::EXACT_WORK`] slot moves; beyond, only the slots after the
+    /// remaining elements (which hold leftovers no kubectl patch looks up)
+    /// are not Go's.
+    fn delete(&mut self, values: &[&Value], remaining: &[Value]) {
+        if self.slots.len().saturating_mul(values.len()) > Self::EXACT_WORK {
+            for (slot, element) in self.slots.iter_mut().zip(remaining) {
+                *slot = key_only(element.get(self.key), self.key);
+            }
+            self.len = remaining.len();
             return;
         }
+        for value in values {
+            self.delete_all(value);
+        }
+    }
+
+    const EXACT_WORK: usize = 1 << 22;
+
+    /// One `deleteMatchingEntries`: each removal shifts the rest left by
+    /// one, leaving the last slot as it was.
+    fn delete_all(&mut self, value: &Value) {
         while let Some(i) = self.slots[..self.len]
             .iter()
             .position(|slot| slot.get(self.key) == Some(value))
@@ -1969,7 +1990,27 @@ mod tests {
         let new: Vec<Value> = (0..n)
             .map(|i| json!({"name": format!("c{}", n - i), "image": "x"}))
             .collect();
-        let out = smp(containers(Value::Array(old)), containers(Value::Array(new)));
+        let out = smp(
+            containers(Value::Array(old.clone())),
+            containers(Value::Array(new)),
+        );
         assert_eq!(out["spec"]["containers"].as_array().unwrap().len(), n + 1);
+        // Deleting half of them, with an element order, as kubectl apply would.
+        let deletions = (0..n)
+            .step_by(2)
+            .map(|i| json!({"name": format!("c{i}"), "$patch": "delete"}));
+        let order: Vec<Value> = (0..n)
+            .skip(1)
+            .step_by(2)
+            .map(|i| json!({"name": format!("c{i}")}))
+            .collect();
+        let out = smp(
+            containers(Value::Array(old)),
+            json!({"spec": {
+                "$setElementOrder/containers": order.clone(),
+                "containers": deletions.collect::<Vec<_>>()
+            }}),
+        );
+        assert_eq!(out["spec"]["containers"], Value::Array(order));
     }
 }
