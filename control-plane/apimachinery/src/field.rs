@@ -214,7 +214,7 @@ mod tests {
         );
         let r = FieldError::required("spec.containers[0].image", "");
         assert_eq!(r.to_string(), "spec.containers[0].image: Required value");
-        assert_eq!(join(&[e.clone()]), e.to_string());
+        assert_eq!(join(std::slice::from_ref(&e)), e.to_string());
         assert!(join(&[e, r]).starts_with("[metadata.name"));
     }
 }

@@ -934,15 +934,21 @@ fn apply_patch(info: &ResourceInfo, old: &Value, patch_type: PatchType, doc: &Va
             return Err(ApiError::new(415, "UnsupportedMediaType", "server-side apply is not supported yet; use client-side kubectl apply"));
         }
     };
-    result.map_err(|e| {
-        if e.is_bad_request() {
-            ApiError::bad_request(e.to_string())
-        } else {
-            ApiError::new(422, "Invalid", e.to_string())
-        }
-    })
+    result.map_err(patch_error)
 }
 
+/// A patch that cannot be applied, answered as upstream answers it.
+pub fn patch_error(e: kedge_apimachinery::patch::PatchError) -> ApiError {
+    match e.status_code() {
+        400 => ApiError::bad_request(e.status_message()),
+        413 => ApiError::new(413, "RequestEntityTooLarge", e.status_message()),
+        422 => {
+            // Upstream's message is a fixed sentence; the detail helps more.
+            ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+        }
+        _ => ApiError::new(500, "InternalError", e.status_message()),
+    }
+}
 /// Whether an object passes the label and field selectors.
 pub fn matches(info: &ResourceInfo, obj: &Value, label: &LabelSelector, field: &FieldSelector) -> ApiResult<bool> {
     if !label.matches(&object::labels(obj)) {

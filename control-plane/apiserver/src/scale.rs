@@ -78,13 +78,15 @@ pub async fn update(
         let current = to_scale(&parent);
         let wanted = match &change {
             ScaleChange::Replace(body) => body.clone(),
-            ScaleChange::Patch(PatchType::Json, doc) => kedge_apimachinery::patch::json::apply(&current, doc)
-                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+            ScaleChange::Patch(PatchType::Json, doc) => {
+                kedge_apimachinery::patch::json::apply(&current, doc).map_err(crate::registry::patch_error)?
+            }
             ScaleChange::Patch(PatchType::Apply, _) => {
                 return Err(ApiError::new(415, "UnsupportedMediaType", "server-side apply is not supported yet"));
             }
-            ScaleChange::Patch(_, doc) => kedge_apimachinery::patch::merge::apply(&current, doc)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            ScaleChange::Patch(_, doc) => {
+                kedge_apimachinery::patch::merge::apply(&current, doc).map_err(crate::registry::patch_error)?
+            }
         };
         let replicas = match wanted.pointer("/spec/replicas") {
             None | Some(Value::Null) => 0,
