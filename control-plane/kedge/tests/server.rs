@@ -1,65 +1,11 @@
 //! `kedge server` as a user runs it: the real binary, on each datastore.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
+
+use common::{kedge, start, stop};
 
 use kedge_datastore_testkit::backends::{shared_postgres, unique_name};
 use kedge_datastore_testkit::servers::{Durability, Etcd};
-
-fn kedge(data_dir: &Path, endpoint: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kedge"));
-    cmd.arg("server")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--datastore-endpoint")
-        .arg(endpoint)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Starts the server and waits for it to say the datastore is ready.
-/// Returns the child and the rest of its log as it comes.
-fn start(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
-    let mut child = cmd.spawn().expect("run kedge");
-    let (tx, rx) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains("datastore ready") => return (child, rx),
-            Ok(line) => seen.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "kedge server did not get ready; it said:\n{}",
-                    seen.join("\n")
-                );
-            }
-        }
-    }
-}
-
-/// SIGTERM, as systemd stops it, and expect a clean exit.
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "kedge server exited with {status}");
-}
 
 #[test]
 fn serves_on_embedded_sqlite_in_the_k3s_layout() {

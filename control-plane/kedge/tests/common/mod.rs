@@ -1,0 +1,208 @@
+//! Running the real `kedge` binary in tests, and real kubectl against it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// `kedge server` on a free port, with its kubeconfig inside `data_dir`.
+pub fn kedge(data_dir: &Path, endpoint: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kedge"));
+    cmd.arg("server")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--datastore-endpoint")
+        .arg(endpoint)
+        .arg("--https-listen-port")
+        .arg("0")
+        .arg("--bind-address")
+        .arg("127.0.0.1")
+        .arg("--write-kubeconfig")
+        .arg(data_dir.join("kubeconfig.yaml"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts the server and waits for `ready` in its log. Returns the child
+/// and the rest of its log as it comes.
+pub fn start_until(mut cmd: Command, ready: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.spawn().expect("run kedge");
+    let (tx, rx) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains(ready) => return (child, rx),
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("kedge server did not get ready; it said:\n{}", seen.join("\n"));
+            }
+        }
+    }
+}
+
+/// Starts the server and waits for the datastore.
+pub fn start(cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    start_until(cmd, "datastore ready")
+}
+
+/// SIGTERM, as systemd stops it, and expect a clean exit.
+pub fn stop(mut child: Child) {
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "kedge server exited with {status}");
+}
+
+/// A running `kedge server` and a kubectl pointed at it.
+pub struct Cluster {
+    child: Option<Child>,
+    pub log: mpsc::Receiver<String>,
+    pub data_dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    home: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// A server on embedded SQLite in a fresh directory.
+    pub fn sqlite() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster::start_in(dir.path(), "");
+        c._dir = Some(dir);
+        c
+    }
+
+    /// A server on `endpoint`, keeping its state in `data_dir`.
+    pub fn start_in(data_dir: &Path, endpoint: &str) -> Cluster {
+        assert!(
+            Path::new(KUBECTL).exists(),
+            "these tests drive the real kubectl, expected at {KUBECTL}; install kubectl v1.32 there"
+        );
+        let (child, log) = start_until(kedge(data_dir, endpoint), "Kubernetes API ready");
+        let home = tempfile::tempdir().unwrap();
+        let c = Cluster {
+            child: Some(child),
+            log,
+            data_dir: data_dir.to_path_buf(),
+            kubeconfig: data_dir.join("kubeconfig.yaml"),
+            home,
+            _dir: None,
+        };
+        c.wait_ready();
+        c
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the API never became ready: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// kubectl with this cluster's kubeconfig and its own HOME (so that no
+    /// discovery cache leaks between tests).
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .env_remove("KUBE_EDITOR")
+            .env_remove("EDITOR");
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_cmd(args).output().expect("run kubectl")
+    }
+
+    /// Runs kubectl and expects success; returns stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl and expects failure; returns stderr.
+    #[track_caller]
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} should have failed but printed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs kubectl with `stdin` as input.
+    #[track_caller]
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut child = self.kubectl_cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the server (SIGTERM) and expects a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop(child);
+        }
+    }
+
+    /// The admin credentials as PEM (CA, client cert, client key).
+    pub fn admin_pems(&self) -> (String, String, String) {
+        let tls = self.data_dir.join("server/tls");
+        let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+        (read("server-ca.crt"), read("client-admin.crt"), read("client-admin.key"))
+    }
+
+    /// The server's URL, from the kubeconfig.
+    pub fn server_url(&self) -> String {
+        self.ok(&["config", "view", "-o", "jsonpath={.clusters[0].cluster.server}"])
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
