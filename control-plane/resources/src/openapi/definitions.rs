@@ -359,12 +359,15 @@ pub(super) fn refs_in<'a>(value: &'a Value, prefix: &str, out: &mut Vec<&'a str>
 }
 
 /// The definitions reachable from `start` (by name), including them.
-pub(super) fn closure<'a>(
+pub(super) fn closure<'a, 's>(
     defs: &'a Definitions,
-    start: impl IntoIterator<Item = &'a str>,
+    start: impl IntoIterator<Item = &'s str>,
 ) -> std::collections::BTreeSet<&'a str> {
     let mut seen = std::collections::BTreeSet::new();
-    let mut todo: Vec<&str> = start.into_iter().collect();
+    let mut todo: Vec<&'a str> = start
+        .into_iter()
+        .filter_map(|name| defs.get_key_value(name).map(|(k, _)| k.as_str()))
+        .collect();
     while let Some(name) = todo.pop() {
         let Some((key, schema)) = defs.get_key_value(name) else {
             continue;

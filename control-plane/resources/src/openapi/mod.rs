@@ -112,7 +112,7 @@ fn v3_docs() -> &'static BTreeMap<String, V3Doc> {
         paths::apis()
             .into_iter()
             .map(|api| {
-                let json = serde_json::to_vec(&v3::document(&api, &defs)).unwrap_or_default();
+                let json = v3::document(&api, &defs);
                 let hash = hash(&json);
                 let doc = V3Doc {
                     json,
@@ -175,36 +175,43 @@ pub fn v3_hash(path: &str) -> Option<&'static str> {
     v3_docs().get(path).map(|d| d.hash.as_str())
 }
 
-/// The definitions without their descriptions: what strategic merge patch
-/// walks, kept for the life of the process.
+/// The definitions cut down to what strategic merge patch walks, kept for
+/// the life of the process.
 fn patch_definitions() -> &'static Definitions {
     static DEFS: OnceLock<Definitions> = OnceLock::new();
     DEFS.get_or_init(|| {
         let mut defs = definitions::build();
         for schema in defs.values_mut() {
-            strip_descriptions(schema);
+            keep_patch_keys(schema);
         }
         defs
     })
 }
 
-fn strip_descriptions(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.remove("description");
-            for (key, v) in map.iter_mut() {
-                // A property may be called `description`; keep the names.
-                if key == "properties" {
-                    if let Value::Object(props) = v {
-                        props.values_mut().for_each(strip_descriptions);
-                    }
-                } else {
-                    strip_descriptions(v);
-                }
-            }
+/// Keeps the keys a [`SchemaNode`] reads: the structure (`properties`,
+/// `items`, `additionalProperties`, `$ref`, `allOf`) and the patch
+/// extensions. Descriptions and the rest are most of the size.
+fn keep_patch_keys(value: &mut Value) {
+    const KEEP: &[&str] = &[
+        "properties",
+        "items",
+        "additionalProperties",
+        "$ref",
+        "allOf",
+        "x-kubernetes-patch-strategy",
+        "x-kubernetes-patch-merge-key",
+    ];
+    let Value::Object(map) = value else {
+        return;
+    };
+    map.retain(|k, _| KEEP.contains(&k.as_str()));
+    for (key, v) in map.iter_mut() {
+        match (key.as_str(), v) {
+            // Property names are data, not keywords.
+            ("properties", Value::Object(props)) => props.values_mut().for_each(keep_patch_keys),
+            ("allOf", Value::Array(items)) => items.iter_mut().for_each(keep_patch_keys),
+            (_, v) => keep_patch_keys(v),
         }
-        Value::Array(items) => items.iter_mut().for_each(strip_descriptions),
-        _ => {}
     }
 }
 

@@ -7,41 +7,65 @@
 //! `kubectl` (`resource.supportsQueryParamV3`) finds `fieldValidation`
 //! only there.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::definitions::{Definitions, V3_REFS, closure, refs_in};
 use super::paths::{Api, Body, In, Operation, PATCH_TYPES, Param, PathItem, Schema};
 use super::{TITLE, VERSION};
 
-/// The v3 document for `api`.
-pub(super) fn document(api: &Api, defs: &Definitions) -> Value {
+/// The v3 document for `api`, serialised. The schemas are written from
+/// `defs` as they are, not copied into the document first: building every
+/// document at once then costs little more than the definitions.
+pub(super) fn document(api: &Api, defs: &Definitions) -> Vec<u8> {
     let mut paths = Map::new();
     for item in &api.paths {
         paths.insert(item.path.clone(), path_item(item));
     }
     let paths = Value::Object(paths);
-    let mut start = Vec::new();
-    refs_in(&paths, V3_REFS, &mut start);
-    let schemas: Map<String, Value> = closure(defs, start)
-        .into_iter()
-        .filter_map(|name| Some((name.to_string(), defs.get(name)?.clone())))
-        .collect();
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": TITLE, "version": VERSION},
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
+    let schemas: BTreeMap<&str, &Value> = {
+        let mut start = Vec::new();
+        refs_in(&paths, V3_REFS, &mut start);
+        closure(defs, start)
+            .into_iter()
+            .filter_map(|name| Some((name, defs.get(name)?)))
+            .collect()
+    };
+    // Fields in the order serde_json writes a map's keys, so that the
+    // document reads the same as one written from a `Value`.
+    #[derive(Serialize)]
+    struct Document<'a> {
+        components: Components<'a>,
+        info: Value,
+        openapi: &'static str,
+        paths: Value,
+    }
+    #[derive(Serialize)]
+    struct Components<'a> {
+        schemas: BTreeMap<&'a str, &'a Value>,
+        #[serde(rename = "securitySchemes")]
+        security_schemes: Value,
+    }
+    let doc = Document {
+        components: Components {
+            schemas,
+            security_schemes: json!({
                 "BearerToken": {
                     "type": "apiKey",
                     "description": "Bearer Token authentication",
                     "name": "authorization",
                     "in": "header",
                 },
-            },
+            }),
         },
-    })
+        info: json!({"title": TITLE, "version": VERSION}),
+        openapi: "3.0.0",
+        paths,
+    };
+    // Serialising values made of strings and maps cannot fail.
+    serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 fn path_item(item: &PathItem) -> Value {
