@@ -67,9 +67,18 @@ pub const TITLE: &str = "Kubernetes";
 /// `info.version` of every document: the Kubernetes version served.
 pub const VERSION: &str = "v1.32.0";
 
-/// The media type client-go's `OpenAPISchema` accepts.
-pub const V2_PROTOBUF_MEDIA_TYPE: &str =
-    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The media types `/openapi/v2` answers with [`v2_protobuf`]: the first is
+/// what client-go's `OpenAPISchema` sends (its only `Accept`), the second
+/// upstream's current spelling. Upstream accepts both.
+pub const V2_PROTOBUF_MEDIA_TYPES: [&str; 2] = [
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
+
+/// The `Content-Type` upstream gives a [`v2_protobuf`] response, whichever
+/// of [`V2_PROTOBUF_MEDIA_TYPES`] was asked for.
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// The v2 document, as JSON bytes.
 pub fn v2_json() -> &'static [u8] {
@@ -85,7 +94,7 @@ pub fn v2() -> &'static Value {
 }
 
 /// The v2 document as a gnostic `openapi.v2.Document` protobuf, for
-/// requests that accept only [`V2_PROTOBUF_MEDIA_TYPE`].
+/// requests that accept one of [`V2_PROTOBUF_MEDIA_TYPES`].
 pub fn v2_protobuf() -> &'static [u8] {
     static PROTOBUF: OnceLock<Vec<u8>> = OnceLock::new();
     PROTOBUF.get_or_init(|| protobuf::document(&build_v2()))
