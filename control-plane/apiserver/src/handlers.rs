@@ -144,7 +144,7 @@ async fn serve(server: &Arc<ApiServer>, cert_user: Option<User>, req: Request<In
         }
         Route::OpenApiV2 | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
             get_only(req.method())?;
-            crate::openapi::serve(&route, accept.as_deref())
+            crate::openapi::serve(&route, accept.as_deref(), &query)
         }
         Route::NotFound => Err(ApiError::path_not_found()),
         Route::Resource(rr) => resource(server, rr, query, accept.as_deref(), req).await,
