@@ -98,9 +98,55 @@ pub fn service(obj: &mut Value) {
     }
 }
 
-/// `SetDefaults_Secret`: type `Opaque`.
+/// `SetDefaults_Secret` (type `Opaque`), and what decoding a v1 Secret
+/// does upstream: `stringData` is base64-encoded into `data`, overriding
+/// keys already there, and dropped.
 pub fn secret(obj: &mut Value) {
     default(obj, "type", json!("Opaque"));
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(string_data) = map.remove("stringData") else {
+        return;
+    };
+    let Some(entries) = string_data.as_object() else {
+        return;
+    };
+    if entries.is_empty() {
+        return;
+    }
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !data.is_object() {
+        *data = Value::Object(serde_json::Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in entries {
+            let raw = v.as_str().unwrap_or("");
+            data.insert(k.clone(), Value::String(base64(raw.as_bytes())));
+        }
+    }
+}
+
+/// Standard base64 with padding, as Go's `encoding/json` writes `[]byte`.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sextet = |shift: u32| char::from(ALPHABET[((n >> shift) & 63) as usize]);
+        out.push(sextet(18));
+        out.push(sextet(12));
+        out.push(if chunk.len() > 1 { sextet(6) } else { '=' });
+        out.push(if chunk.len() > 2 { sextet(0) } else { '=' });
+    }
+    out
 }
 
 /// `SetDefaults_Namespace` (the `kubernetes.io/metadata.name` label) and
@@ -240,6 +286,17 @@ mod tests {
         let mut s = json!({"type": "kubernetes.io/tls"});
         secret(&mut s);
         assert_eq!(s["type"], "kubernetes.io/tls");
+        let mut s =
+            json!({"data": {"a": "eA==", "b": "eA=="}, "stringData": {"b": "hello", "c": ""}});
+        secret(&mut s);
+        assert_eq!(
+            s,
+            json!({"type": "Opaque", "data": {"a": "eA==", "b": "aGVsbG8=", "c": ""}})
+        );
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
 
         let mut n = json!({"metadata": {"name": "team-a"}});
         namespace(&mut n);
