@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{child, default, each, existing, str_at, unset};
+use super::{child, default, each, existing, resource_list, str_at, unset};
 
 /// `SetDefaults_Service`, plus what upstream's service registry fills in
 /// besides the cluster IP: the IP family policy and families of a
@@ -178,11 +178,14 @@ pub fn namespace(obj: &mut Value) {
     }
 }
 
-/// `SetDefaults_NodeStatus`: allocatable is the capacity when unset.
+/// `SetDefaults_NodeStatus`: allocatable is the capacity when unset; both
+/// in canonical quantities.
 pub fn node(obj: &mut Value) {
     let Some(status) = existing(obj, "status") else {
         return;
     };
+    resource_list(status, "capacity");
+    resource_list(status, "allocatable");
     if status.get("allocatable").is_none_or(Value::is_null)
         && let Some(capacity) = status.get("capacity").filter(|c| c.is_object()).cloned()
         && let Some(map) = status.as_object_mut()

@@ -21,6 +21,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::validate::quantity::Quantity;
+
 pub mod core;
 pub mod pod;
 pub mod workloads;
@@ -92,6 +94,33 @@ pub(crate) fn default(obj: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// Upstream's `SetDefaults_ResourceList` and quantity serialization: every
+/// quantity in the list at `key` is rounded up to milli precision and
+/// written in canonical form (`1024Mi` is `1Gi`, `0.5` is `500m`).
+/// Unparseable values are left for validation to report.
+pub(crate) fn resource_list(holder: &mut Value, key: &str) {
+    let Some(list) = holder.get_mut(key).and_then(Value::as_object_mut) else {
+        return;
+    };
+    for v in list.values_mut() {
+        if let Some(c) = canonical_quantity(v, true) {
+            *v = Value::String(c);
+        }
+    }
+}
+
+/// The canonical form of a quantity given as a string or a number.
+pub(crate) fn canonical_quantity(v: &Value, round_to_milli: bool) -> Option<String> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let q = Quantity::parse(&text).ok()?;
+    let q = if round_to_milli { q.round_up(-3) } else { q };
+    Some(q.canonical())
+}
+
 /// The string at `key`, or `""`.
 pub(crate) fn str_at<'a>(obj: &'a Value, key: &str) -> &'a str {
     obj.get(key).and_then(Value::as_str).unwrap_or("")
@@ -114,6 +143,19 @@ mod tests {
         default(&mut not_obj, "k", json!(1));
         assert!(child(&mut not_obj, "k").is_none());
         assert_eq!(not_obj, json!([1]));
+    }
+
+    #[test]
+    fn resource_lists_are_canonical() {
+        let mut v = json!({"limits": {"cpu": "0.5", "memory": "1024Mi", "x": 2, "bad": "lots", "tiny": "0.1m"}});
+        resource_list(&mut v, "limits");
+        assert_eq!(
+            v,
+            json!({"limits": {"cpu": "500m", "memory": "1Gi", "x": "2", "bad": "lots", "tiny": "1m"}})
+        );
+        let mut odd = json!({"limits": [1]});
+        resource_list(&mut odd, "limits");
+        assert_eq!(odd, json!({"limits": [1]}));
     }
 
     #[test]

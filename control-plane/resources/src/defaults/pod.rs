@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{child, default, each, existing, str_at, unset};
+use super::{canonical_quantity, child, default, each, existing, resource_list, str_at, unset};
 
 /// Seconds a pod tolerates a not-ready or unreachable node before eviction
 /// (upstream's `DefaultTolerationSeconds` admission plugin default).
@@ -69,6 +69,7 @@ pub fn pod_spec(spec: &mut Value) {
     for v in each(spec, "volumes") {
         volume(v);
     }
+    resource_list(spec, "overhead");
     if unset(spec, "serviceAccountName") && !unset(spec, "serviceAccount") {
         let sa = spec.get("serviceAccount").cloned().unwrap_or(Value::Null);
         if let Some(map) = spec.as_object_mut() {
@@ -106,6 +107,10 @@ pub fn container(c: &mut Value) {
     default(c, "terminationMessagePolicy", json!("File"));
     // `resources` is a struct, not a pointer, upstream: always printed.
     default(c, "resources", json!({}));
+    if let Some(r) = existing(c, "resources") {
+        resource_list(r, "limits");
+        resource_list(r, "requests");
+    }
     for p in each(c, "ports") {
         default(p, "protocol", json!("TCP"));
     }
@@ -293,6 +298,14 @@ pub fn volume(v: &mut Value) {
         .all(|k| v.get(*k).is_none_or(Value::is_null))
     {
         default(v, "emptyDir", json!({}));
+    }
+    if let Some(src) = existing(v, "emptyDir")
+        && let Some(limit) = src
+            .get("sizeLimit")
+            .and_then(|l| canonical_quantity(l, false))
+        && let Some(map) = src.as_object_mut()
+    {
+        map.insert("sizeLimit".into(), Value::String(limit));
     }
     for key in ["secret", "configMap", "downwardAPI", "projected"] {
         if let Some(src) = existing(v, key) {

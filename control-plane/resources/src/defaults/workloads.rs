@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::{child, default, each, existing, pod, str_at, unset};
+use super::{child, default, each, existing, pod, resource_list, str_at, unset};
 
 fn template(spec: &mut Value) {
     if let Some(t) = existing(spec, "template") {
@@ -91,6 +91,10 @@ pub fn stateful_set(obj: &mut Value) {
     for claim in each(spec, "volumeClaimTemplates") {
         if let Some(claim_spec) = existing(claim, "spec") {
             default(claim_spec, "volumeMode", json!("Filesystem"));
+            if let Some(r) = existing(claim_spec, "resources") {
+                resource_list(r, "limits");
+                resource_list(r, "requests");
+            }
         }
         if let Some(status) = child(claim, "status") {
             default(status, "phase", json!("Pending"));

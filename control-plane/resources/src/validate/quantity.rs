@@ -158,6 +158,25 @@ impl Quantity {
         }
     }
 
+    /// The value rounded away from zero to a multiple of `10^scale`, as
+    /// upstream's `RoundUp` does (`SetDefaults_ResourceList` rounds every
+    /// resource list up to milli precision with `scale` -3).
+    pub fn round_up(&self, scale: i32) -> Quantity {
+        let mut q = *self;
+        if q.exp >= scale {
+            return q;
+        }
+        let shift = u32::try_from(scale - q.exp).unwrap_or(u32::MAX);
+        let (quotient, remainder) = match 10i128.checked_pow(shift) {
+            Some(div) => (q.mantissa / div, q.mantissa % div),
+            None => (0, q.mantissa),
+        };
+        q.mantissa = quotient + remainder.signum();
+        q.exp = scale;
+        q.normalize();
+        q
+    }
+
     pub fn format(&self) -> Format {
         self.format
     }
@@ -472,5 +491,14 @@ mod tests {
         assert!((q("250m").as_f64() - 0.25).abs() < 1e-12);
         assert_eq!(q("1Ki").format(), Format::BinarySi);
         assert_eq!(q("3").to_string(), "3");
+        assert_eq!(q("0.5m").round_up(-3).canonical(), "1m");
+        assert_eq!(q("1.0001").round_up(-3).canonical(), "1001m");
+        assert_eq!(q("-0.5m").round_up(-3).canonical(), "-1m");
+        assert_eq!(q("2Gi").round_up(-3).canonical(), "2Gi");
+        // absurd scales do not panic
+        assert_eq!(
+            q("1n").round_up(40).canonical(),
+            format!("1{}E", "0".repeat(22))
+        );
     }
 }
