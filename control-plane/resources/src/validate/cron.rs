@@ -56,8 +56,18 @@ const DOW: Bounds = Bounds {
     ],
 };
 
-/// Checks a standard cron schedule; the error is upstream's message.
-pub fn parse_standard(spec: &str) -> Result<(), String> {
+/// Why a schedule is not valid, in robfig/cron's words (upstream puts the
+/// message in the field error as is).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ScheduleError(pub String);
+
+/// Checks a standard cron schedule as robfig/cron's `ParseStandard` does.
+pub fn parse_standard(spec: &str) -> Result<(), ScheduleError> {
+    check(spec).map_err(ScheduleError)
+}
+
+fn check(spec: &str) -> Result<(), String> {
     if spec.is_empty() {
         return Err("empty spec string".to_string());
     }
@@ -268,7 +278,11 @@ mod tests {
             ),
         ];
         for (spec, want) in cases {
-            assert_eq!(parse_standard(spec), Err(want.to_string()), "{spec}");
+            assert_eq!(
+                parse_standard(spec),
+                Err(ScheduleError(want.to_string())),
+                "{spec}"
+            );
         }
     }
 }

@@ -613,7 +613,7 @@ pub fn cron_job(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     } else {
         let v = Value::from(schedule);
         if let Err(e) = cron::parse_standard(schedule) {
-            errs.push(FieldError::invalid("spec.schedule", &v, e));
+            errs.push(FieldError::invalid("spec.schedule", &v, e.to_string()));
         }
         let old_had_tz = old.is_some_and(|o| str_at(get(o, "spec"), "schedule").contains("TZ"));
         if schedule.contains("TZ") {
