@@ -433,7 +433,7 @@ impl Registry {
         let mut errors = kedge_apimachinery::validation::validate_object_meta(
             object::metadata(&obj),
             info.namespaced,
-            kedge_apimachinery::validation::NameRule::for_kind(info.group, info.kind),
+            kedge_resources::validate::name_rule(info.group, info.kind),
         );
         errors.extend(validate::validate(info.group, info.kind, &obj, None));
         if !errors.is_empty() {
@@ -596,7 +596,7 @@ impl Registry {
         errors.extend(kedge_apimachinery::validation::validate_object_meta(
             object::metadata(&obj),
             info.namespaced,
-            kedge_apimachinery::validation::NameRule::for_kind(info.group, info.kind),
+            kedge_resources::validate::name_rule(info.group, info.kind),
         ));
         errors.extend(validate::validate(info.group, info.kind, &obj, Some(old)));
         if !errors.is_empty() {
