@@ -65,8 +65,12 @@ impl LabelSelector {
                 Op::NotEquals(v) => value != Some(v),
                 Op::In(vs) => value.is_some_and(|x| vs.contains(x)),
                 Op::NotIn(vs) => value.is_none_or(|x| !vs.contains(x)),
-                Op::Greater(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-                Op::Less(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+                Op::Greater(n) => value
+                    .and_then(|x| x.parse::<i64>().ok())
+                    .is_some_and(|x| x > *n),
+                Op::Less(n) => value
+                    .and_then(|x| x.parse::<i64>().ok())
+                    .is_some_and(|x| x < *n),
             }
         })
     }
@@ -98,7 +102,10 @@ fn invalid(part: &str, why: &str) -> SelectorError {
 
 fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
     if let Some(key) = part.strip_prefix('!') {
-        return Ok(Requirement { key: check_key(key.trim(), part)?, op: Op::NotExists });
+        return Ok(Requirement {
+            key: check_key(key.trim(), part)?,
+            op: Op::NotExists,
+        });
     }
     for (token, is_in) in [(" notin ", false), (" in ", true)] {
         if let Some(at) = part.find(token) {
@@ -112,7 +119,11 @@ fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
             for v in &values {
                 check_value(v, part)?;
             }
-            let op = if is_in { Op::In(values) } else { Op::NotIn(values) };
+            let op = if is_in {
+                Op::In(values)
+            } else {
+                Op::NotIn(values)
+            };
             return Ok(Requirement { key, op });
         }
     }
@@ -124,26 +135,51 @@ fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
                 0 => Op::NotEquals(check_value(&value, part)?),
                 1 => Op::Equals(check_value(&value, part)?),
                 _ => {
-                    let n: i64 = value.parse().map_err(|_| invalid(part, "for 'Gt', 'Lt' operators, the value must be an integer"))?;
-                    if kind == 2 { Op::Greater(n) } else { Op::Less(n) }
+                    let n: i64 = value.parse().map_err(|_| {
+                        invalid(
+                            part,
+                            "for 'Gt', 'Lt' operators, the value must be an integer",
+                        )
+                    })?;
+                    if kind == 2 {
+                        Op::Greater(n)
+                    } else {
+                        Op::Less(n)
+                    }
                 }
             };
             return Ok(Requirement { key, op });
         }
     }
-    Ok(Requirement { key: check_key(part.trim(), part)?, op: Op::Exists })
+    Ok(Requirement {
+        key: check_key(part.trim(), part)?,
+        op: Op::Exists,
+    })
 }
 
 fn check_key(key: &str, part: &str) -> Result<String, SelectorError> {
     let ok = !key.is_empty()
         && key.len() <= 317
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok { Ok(key.to_string()) } else { Err(invalid(part, "invalid label key")) }
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok {
+        Ok(key.to_string())
+    } else {
+        Err(invalid(part, "invalid label key"))
+    }
 }
 
 fn check_value(value: &str, part: &str) -> Result<String, SelectorError> {
-    let ok = value.len() <= 63 && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok { Ok(value.to_string()) } else { Err(invalid(part, "invalid label value")) }
+    let ok = value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(invalid(part, "invalid label value"))
+    }
 }
 
 /// One `field=value` or `field!=value` term.
@@ -174,9 +210,15 @@ impl FieldSelector {
             } else if let Some((f, v)) = split_once_escaped(&term, "=") {
                 (f, v, false)
             } else {
-                return Err(SelectorError(format!("invalid selector: '{text}'; can't understand '{term}'")));
+                return Err(SelectorError(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                )));
             };
-            requirements.push(FieldRequirement { field: unescape(&field), value: unescape(&value), negated });
+            requirements.push(FieldRequirement {
+                field: unescape(&field),
+                value: unescape(&value),
+                negated,
+            });
         }
         Ok(FieldSelector { requirements })
     }
@@ -257,7 +299,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -279,7 +324,11 @@ mod tests {
             ("n<2", false),
             ("app in (web),tier", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&l), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&l),
+                want,
+                "{sel}"
+            );
         }
         for bad in ["app=we b", "in (a)", "x in a,b", "n>x", "=a"] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
@@ -290,11 +339,26 @@ mod tests {
     fn field_selectors_parse_escapes_and_match() {
         let s = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed").unwrap();
         assert_eq!(s.requirements.len(), 2);
-        assert!(s.matches(|f| Some(if f == "spec.nodeName" { "n1" } else { "Running" }.to_string())));
-        assert!(!s.matches(|f| Some(if f == "spec.nodeName" { "n1" } else { "Failed" }.to_string())));
+        assert!(s.matches(|f| {
+            Some(
+                if f == "spec.nodeName" {
+                    "n1"
+                } else {
+                    "Running"
+                }
+                .to_string(),
+            )
+        }));
+        assert!(
+            !s.matches(|f| Some(if f == "spec.nodeName" { "n1" } else { "Failed" }.to_string()))
+        );
         let e = FieldSelector::parse(r"metadata.name=a\,b").unwrap();
         assert_eq!(e.requirements[0].value, "a,b");
         assert!(FieldSelector::parse("nonsense").is_err());
-        assert!(FieldSelector::parse("spec.nodeName=").unwrap().matches(|_| None));
+        assert!(
+            FieldSelector::parse("spec.nodeName=")
+                .unwrap()
+                .matches(|_| None)
+        );
     }
 }

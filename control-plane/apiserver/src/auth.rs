@@ -37,7 +37,11 @@ pub fn user_from_certificate(der: &[u8]) -> Option<User> {
     let identity = kedge_pki::client_identity(der).ok()?;
     let mut groups = identity.groups;
     groups.push("system:authenticated".to_string());
-    Some(User { name: identity.user, uid: String::new(), groups })
+    Some(User {
+        name: identity.user,
+        uid: String::new(),
+        groups,
+    })
 }
 
 /// Static bearer tokens.
@@ -50,18 +54,31 @@ pub struct TokenFile {
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
     #[error("cannot read token file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("token file {path}, line {line}: {reason}")]
-    Parse { path: String, line: usize, reason: &'static str },
+    Parse {
+        path: String,
+        line: usize,
+        reason: &'static str,
+    },
 }
 
 impl TokenFile {
     /// Parses upstream's CSV format: `token,user,uid[,"group1,group2"]`.
     /// Lines starting with `#` and empty lines are skipped.
     pub fn load(path: &Path) -> Result<TokenFile, TokenFileError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| TokenFileError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&text).map_err(|(line, reason)| TokenFileError::Parse { path: path.display().to_string(), line, reason })
+        let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|(line, reason)| TokenFileError::Parse {
+            path: path.display().to_string(),
+            line,
+            reason,
+        })
     }
 
     fn parse(text: &str) -> Result<TokenFile, (usize, &'static str)> {
@@ -80,10 +97,20 @@ impl TokenFile {
             }
             let mut groups: Vec<String> = fields
                 .get(3)
-                .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect())
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             groups.push("system:authenticated".to_string());
-            let user = User { name: fields[1].clone(), uid: fields[2].clone(), groups };
+            let user = User {
+                name: fields[1].clone(),
+                uid: fields[2].clone(),
+                groups,
+            };
             if tokens.insert(fields[0].clone(), user).is_some() {
                 return Err((i + 1, "duplicate token"));
             }
@@ -173,7 +200,10 @@ mod tests {
 
     #[test]
     fn token_file_parses_upstream_csv() {
-        let f = TokenFile::parse("# comment\nsecret1,alice,1001,\"system:masters,devs\"\nsecret2,bob,1002\n").unwrap();
+        let f = TokenFile::parse(
+            "# comment\nsecret1,alice,1001,\"system:masters,devs\"\nsecret2,bob,1002\n",
+        )
+        .unwrap();
         let alice = f.authenticate("secret1").unwrap();
         assert_eq!(alice.name, "alice");
         assert!(alice.is_master());
@@ -182,6 +212,9 @@ mod tests {
         assert!(f.authenticate("secret").is_none());
         assert!(f.authenticate("").is_none());
         assert_eq!(TokenFile::parse("a,b\n").unwrap_err().0, 1);
-        assert_eq!(TokenFile::parse("a,b,c\na,d,e\n").unwrap_err().1, "duplicate token");
+        assert_eq!(
+            TokenFile::parse("a,b,c\na,d,e\n").unwrap_err().1,
+            "duplicate token"
+        );
     }
 }

@@ -47,7 +47,11 @@ impl CachedEvent {
     /// The object as JSON bytes, encoded on first use and then shared.
     pub fn object_json(&self) -> bytes::Bytes {
         self.json
-            .get_or_init(|| serde_json::to_vec(&*self.object).map(bytes::Bytes::from).unwrap_or_default())
+            .get_or_init(|| {
+                serde_json::to_vec(&*self.object)
+                    .map(bytes::Bytes::from)
+                    .unwrap_or_default()
+            })
             .clone()
     }
 }
@@ -84,12 +88,20 @@ pub enum Read {
 
 impl WatchCache {
     /// Starts the cache at the store's current revision.
-    pub async fn start(store: Arc<dyn Store>, capacity: usize) -> Result<Arc<WatchCache>, kedge_datastore::Error> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        capacity: usize,
+    ) -> Result<Arc<WatchCache>, kedge_datastore::Error> {
         let now = store.current_revision().await?;
         let (position, _) = watch::channel(now);
         let cache = Arc::new(WatchCache {
             store,
-            window: Mutex::new(Window { start: now, events: VecDeque::new(), capacity: capacity.max(16), generation: 0 }),
+            window: Mutex::new(Window {
+                start: now,
+                events: VecDeque::new(),
+                capacity: capacity.max(16),
+                generation: 0,
+            }),
             position,
         });
         let weak = Arc::downgrade(&cache);
@@ -124,7 +136,11 @@ impl WatchCache {
         }
         let from = w.events.partition_point(|e| e.revision <= cursor);
         let events: Vec<Arc<CachedEvent>> = w.events.range(from..).cloned().collect();
-        let upto = events.last().map(|e| e.revision).unwrap_or(cursor).max(self.position());
+        let upto = events
+            .last()
+            .map(|e| e.revision)
+            .unwrap_or(cursor)
+            .max(self.position());
         Read::Events(events, upto)
     }
 
@@ -162,7 +178,9 @@ pub fn decode(value: &[u8], revision: Revision) -> Option<Value> {
 
 async fn run(cache: std::sync::Weak<WatchCache>, mut from: Revision) {
     loop {
-        let Some(strong) = cache.upgrade() else { return };
+        let Some(strong) = cache.upgrade() else {
+            return;
+        };
         let store = strong.store.clone();
         drop(strong);
         // Resume right after the last event seen, so that a datastore hiccup
@@ -174,7 +192,11 @@ async fn run(cache: std::sync::Weak<WatchCache>, mut from: Revision) {
                 let Some(c) = cache.upgrade() else { return };
                 match c.store.current_revision().await {
                     Ok(now) => {
-                        tracing::warn!(from, now, "watch cache: fell behind compaction; restarting, watchers will re-watch");
+                        tracing::warn!(
+                            from,
+                            now,
+                            "watch cache: fell behind compaction; restarting, watchers will re-watch"
+                        );
                         c.restart(now);
                         from = now;
                     }
@@ -197,7 +219,11 @@ async fn run(cache: std::sync::Weak<WatchCache>, mut from: Revision) {
             match item {
                 Some(Ok(ev)) => {
                     let revision = ev.revision();
-                    let prev = ev.prev_kv.as_ref().and_then(|kv| decode(&kv.value, kv.mod_revision)).map(Arc::new);
+                    let prev = ev
+                        .prev_kv
+                        .as_ref()
+                        .and_then(|kv| decode(&kv.value, kv.mod_revision))
+                        .map(Arc::new);
                     let object = match ev.kind {
                         EventKind::Delete => prev.as_ref().map(|p| {
                             let mut o = (**p).clone();
@@ -207,9 +233,14 @@ async fn run(cache: std::sync::Weak<WatchCache>, mut from: Revision) {
                         _ => decode(&ev.kv.value, revision).map(Arc::new),
                     };
                     match object {
-                        Some(object) => {
-                            c.push(CachedEvent { revision, kind: ev.kind, key: ev.kv.key.clone(), object, prev, json: Default::default() })
-                        }
+                        Some(object) => c.push(CachedEvent {
+                            revision,
+                            kind: ev.kind,
+                            key: ev.kv.key.clone(),
+                            object,
+                            prev,
+                            json: Default::default(),
+                        }),
                         None => {
                             tracing::warn!(key = %ev.kv.key, revision, "watch cache: skipping a value that is not JSON");
                             c.position.send_replace(revision);

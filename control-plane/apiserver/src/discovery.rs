@@ -9,8 +9,10 @@ use kedge_resources::catalog::{self, ResourceInfo, Subresource};
 use serde_json::{Value, json};
 
 /// The media types of aggregated discovery, as clients ask for them.
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-pub const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2BETA1: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
 /// Which aggregated discovery version the Accept header asks for, if any.
 pub fn aggregated_version(accept: Option<&str>) -> Option<&'static str> {
@@ -46,14 +48,19 @@ fn group_entry(group: &str, version: &str) -> Value {
 
 /// `/apis`.
 pub fn groups() -> Value {
-    let groups: Vec<Value> =
-        catalog::groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group_entry(g, v)).collect();
+    let groups: Vec<Value> = catalog::groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, v)| group_entry(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/<group>`.
 pub fn group(name: &str) -> Option<Value> {
-    let (g, v) = catalog::groups().into_iter().find(|(g, _)| !g.is_empty() && *g == name)?;
+    let (g, v) = catalog::groups()
+        .into_iter()
+        .find(|(g, _)| !g.is_empty() && *g == name)?;
     let mut entry = group_entry(g, v);
     entry["kind"] = json!("APIGroup");
     entry["apiVersion"] = json!("v1");
@@ -61,9 +68,22 @@ pub fn group(name: &str) -> Option<Value> {
 }
 
 /// What a subresource answers with, and which verbs it takes.
-fn subresource_shape(info: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, &'static str, &'static [&'static str]) {
+fn subresource_shape(
+    info: &ResourceInfo,
+    sub: Subresource,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+) {
     match sub {
-        Subresource::Status => (info.group, info.version, info.kind, &["get", "patch", "update"]),
+        Subresource::Status => (
+            info.group,
+            info.version,
+            info.kind,
+            &["get", "patch", "update"],
+        ),
         Subresource::Scale => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         Subresource::Binding => ("", "v1", "Binding", &["create"]),
         Subresource::Log => ("", "v1", "Pod", &["get"]),
@@ -76,7 +96,9 @@ fn subresource_shape(info: &ResourceInfo, sub: Subresource) -> (&'static str, &'
 fn served(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceInfo> {
     let group = group.to_string();
     let version = version.to_string();
-    catalog::RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
+    catalog::RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
 }
 
 /// `/api/v1`, `/apis/<group>/<version>`.
@@ -119,8 +141,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 fn aggregated_group(group: &str, version: &str) -> Value {
@@ -191,15 +219,38 @@ mod tests {
     #[test]
     fn resource_lists_cover_subresources() {
         let core = resource_list("", "v1").unwrap();
-        let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        for want in ["pods", "pods/status", "pods/binding", "namespaces/finalize", "nodes/status", "configmaps"] {
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        for want in [
+            "pods",
+            "pods/status",
+            "pods/binding",
+            "namespaces/finalize",
+            "nodes/status",
+            "configmaps",
+        ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
         let apps = resource_list("apps", "v1").unwrap();
-        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert!(resource_list("nope", "v1").is_none());
         let agg = aggregated(false, "v2");
-        assert!(agg["items"].as_array().unwrap().iter().any(|g| g["metadata"]["name"] == "apps"));
+        assert!(
+            agg["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["metadata"]["name"] == "apps")
+        );
     }
 }

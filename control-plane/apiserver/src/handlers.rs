@@ -15,6 +15,7 @@ use kedge_apimachinery::selector::{FieldSelector, LabelSelector};
 use kedge_resources::catalog::{self, ResourceInfo, Subresource};
 use serde_json::{Value, json};
 
+use crate::ApiServer;
 use crate::auth::{self, User};
 use crate::discovery;
 use crate::object;
@@ -23,7 +24,6 @@ use crate::registry::{DeleteOpts, FieldValidation, ListOpts, WriteOpts, Written}
 use crate::request::{self, Output, Query, ResourceRequest, Route, Verb};
 use crate::status::{ApiError, ApiResult};
 use crate::watch::{self, Start, WatchRequest};
-use crate::ApiServer;
 
 /// The response body: a whole buffer or a watch stream.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -35,7 +35,12 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
 }
 
-fn json_response(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response<Body> {
+fn json_response(
+    code: u16,
+    value: &Value,
+    content_type: &str,
+    warnings: &[String],
+) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut resp = Response::new(full(body));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -62,13 +67,20 @@ fn error_response(err: &ApiError) -> Response<Body> {
 fn text(code: u16, body: &str) -> Response<Body> {
     let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
 /// Handles one request. `cert_user` is the identity from the client
 /// certificate, if the client presented one.
-pub async fn handle(server: Arc<ApiServer>, cert_user: Option<User>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    server: Arc<ApiServer>,
+    cert_user: Option<User>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
@@ -80,7 +92,11 @@ pub async fn handle(server: Arc<ApiServer>, cert_user: Option<User>, req: Reques
     resp
 }
 
-fn authenticate(server: &ApiServer, cert_user: Option<User>, req: &Request<Incoming>) -> Option<User> {
+fn authenticate(
+    server: &ApiServer,
+    cert_user: Option<User>,
+    req: &Request<Incoming>,
+) -> Option<User> {
     if cert_user.is_some() {
         return cert_user;
     }
@@ -92,17 +108,27 @@ fn authenticate(server: &ApiServer, cert_user: Option<User>, req: &Request<Incom
     server.tokens.authenticate(token.trim()).cloned()
 }
 
-async fn serve(server: &Arc<ApiServer>, cert_user: Option<User>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+async fn serve(
+    server: &Arc<ApiServer>,
+    cert_user: Option<User>,
+    req: Request<Incoming>,
+) -> ApiResult<Response<Body>> {
     let query = Query::parse(req.uri().query());
     let route = request::route(req.method(), req.uri().path(), &query);
     let user = authenticate(server, cert_user, &req).ok_or_else(ApiError::unauthorized)?;
     auth::authorize(&user, &route)?;
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let get_only = |m: &Method| -> ApiResult<()> {
         if m == Method::GET || m == Method::HEAD {
             Ok(())
         } else {
-            Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource")))
+            Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource"
+            )))
         }
     };
     match route {
@@ -116,7 +142,10 @@ async fn serve(server: &Arc<ApiServer>, cert_user: Option<User>, req: Request<In
                 Ok(_) => Ok(text(200, "ok")),
                 Err(e) => {
                     tracing::warn!(error = %e, check, "health check: datastore unavailable");
-                    Ok(text(500, "[-]datastore failed: reason withheld\nhealthz check failed\n"))
+                    Ok(text(
+                        500,
+                        "[-]datastore failed: reason withheld\nhealthz check failed\n",
+                    ))
                 }
             }
         }
@@ -124,7 +153,9 @@ async fn serve(server: &Arc<ApiServer>, cert_user: Option<User>, req: Request<In
             get_only(req.method())?;
             match discovery::aggregated_version(accept.as_deref()) {
                 Some(v) => Ok(aggregated(true, v)),
-                None => Ok(ok_json(&discovery::core_versions(&server.config.advertise_address))),
+                None => Ok(ok_json(&discovery::core_versions(
+                    &server.config.advertise_address,
+                ))),
             }
         }
         Route::Groups => {
@@ -136,11 +167,15 @@ async fn serve(server: &Arc<ApiServer>, cert_user: Option<User>, req: Request<In
         }
         Route::Group(name) => {
             get_only(req.method())?;
-            discovery::group(&name).map(|g| ok_json(&g)).ok_or_else(ApiError::path_not_found)
+            discovery::group(&name)
+                .map(|g| ok_json(&g))
+                .ok_or_else(ApiError::path_not_found)
         }
         Route::ResourceList { group, version } => {
             get_only(req.method())?;
-            discovery::resource_list(&group, &version).map(|l| ok_json(&l)).ok_or_else(ApiError::path_not_found)
+            discovery::resource_list(&group, &version)
+                .map(|l| ok_json(&l))
+                .ok_or_else(ApiError::path_not_found)
         }
         Route::OpenApiV2 | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
             get_only(req.method())?;
@@ -152,16 +187,30 @@ async fn serve(server: &Arc<ApiServer>, cert_user: Option<User>, req: Request<In
 }
 
 fn aggregated(core: bool, version: &str) -> Response<Body> {
-    let ct = if version == "v2" { discovery::AGGREGATED_V2 } else { discovery::AGGREGATED_V2BETA1 };
+    let ct = if version == "v2" {
+        discovery::AGGREGATED_V2
+    } else {
+        discovery::AGGREGATED_V2BETA1
+    };
     json_response(200, &discovery::aggregated(core, version), ct, &[])
 }
 
 /// Reads the body, up to [`MAX_BODY_BYTES`].
 async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
-    match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+    match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY_BYTES)),
-        Err(e) => Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large(MAX_BODY_BYTES))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
     }
 }
 
@@ -173,7 +222,13 @@ fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
 }
 
 fn parse_body(content_type: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
-    let media = content_type.map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let media = content_type.map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
     match media.as_deref() {
         None | Some("") | Some("application/json") | Some("*/*") => parse_json(bytes),
         Some(other) => Err(ApiError::unsupported_media_type(other)),
@@ -181,20 +236,27 @@ fn parse_body(content_type: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
 }
 
 fn write_opts(query: &Query) -> ApiResult<WriteOpts> {
-    Ok(WriteOpts { dry_run: dry_run(query.get("dryRun"))?, field_validation: FieldValidation::parse(query.get("fieldValidation"))? })
+    Ok(WriteOpts {
+        dry_run: dry_run(query.get("dryRun"))?,
+        field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
+    })
 }
 
 fn dry_run(value: Option<&str>) -> ApiResult<bool> {
     match value {
         None => Ok(false),
         Some("All") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!("Invalid dry run value: {other:?}: supported values: \"All\""))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid dry run value: {other:?}: supported values: \"All\""
+        ))),
     }
 }
 
 fn list_opts(query: &Query) -> ApiResult<ListOpts> {
-    let label = LabelSelector::parse(query.get("labelSelector").unwrap_or_default()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let field = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let label = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let field = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let limit = match query.get("limit") {
         None => None,
         Some(l) => match l.parse::<i64>() {
@@ -217,7 +279,9 @@ fn delete_opts(query: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
     let mut opts = DeleteOpts {
         dry_run: dry_run(query.get("dryRun"))?,
         grace_period_seconds: match query.get("gracePeriodSeconds") {
-            Some(g) => Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}")))?),
+            Some(g) => Some(g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
+            })?),
             None => None,
         },
         propagation_policy: query.get("propagationPolicy").map(str::to_string),
@@ -234,7 +298,9 @@ fn delete_opts(query: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
         if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
             opts.propagation_policy = Some(p.to_string());
         }
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && opts.propagation_policy.is_none() {
+        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+            && opts.propagation_policy.is_none()
+        {
             opts.propagation_policy = Some("Orphan".into());
         }
         if let Some(dr) = v.get("dryRun").and_then(Value::as_array) {
@@ -242,16 +308,26 @@ fn delete_opts(query: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
                 opts.dry_run |= dry_run(d.as_str())?;
             }
         }
-        opts.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        opts.precondition_resource_version =
-            v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.precondition_resource_version = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
     Ok(opts)
 }
 
 fn subresource(info: &ResourceInfo, name: Option<&str>) -> ApiResult<Option<Subresource>> {
     let Some(name) = name else { return Ok(None) };
-    info.subresources.iter().copied().find(|s| s.name() == name).map(Some).ok_or_else(ApiError::path_not_found)
+    info.subresources
+        .iter()
+        .copied()
+        .find(|s| s.name() == name)
+        .map(Some)
+        .ok_or_else(ApiError::path_not_found)
 }
 
 async fn resource(
@@ -261,7 +337,8 @@ async fn resource(
     accept: Option<&str>,
     req: Request<Incoming>,
 ) -> ApiResult<Response<Body>> {
-    let info = catalog::find(&rr.group, &rr.version, &rr.resource).ok_or_else(ApiError::path_not_found)?;
+    let info =
+        catalog::find(&rr.group, &rr.version, &rr.resource).ok_or_else(ApiError::path_not_found)?;
     let ns = rr.namespace.as_deref();
     if !info.namespaced && ns.is_some() {
         return Err(ApiError::path_not_found());
@@ -270,8 +347,15 @@ async fn resource(
         return Err(ApiError::path_not_found());
     }
     if let Some(name) = rr.name.as_deref() {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('%') {
-            return Err(ApiError::bad_request(format!("{name:?} is not a valid name in a path")));
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('%')
+        {
+            return Err(ApiError::bad_request(format!(
+                "{name:?} is not a valid name in a path"
+            )));
         }
     }
     let output = request::negotiate(accept).ok_or_else(|| {
@@ -281,9 +365,19 @@ async fn resource(
     let now = server.registry.now();
     let registry = &server.registry;
     let name = rr.name.clone().unwrap_or_default();
-    let is_finalize = info.group.is_empty() && info.kind == "Namespace" && rr.subresource.as_deref() == Some("finalize");
-    let sub = if is_finalize { None } else { subresource(info, rr.subresource.as_deref())? };
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let is_finalize = info.group.is_empty()
+        && info.kind == "Namespace"
+        && rr.subresource.as_deref() == Some("finalize");
+    let sub = if is_finalize {
+        None
+    } else {
+        subresource(info, rr.subresource.as_deref())?
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
 
     let respond = |w: Written| -> Response<Body> {
         let obj = output::single(info, w.object, output, include, now);
@@ -293,7 +387,9 @@ async fn resource(
     match rr.verb {
         Verb::Get => match sub {
             None | Some(Subresource::Status) => {
-                let obj = registry.get(info, ns, &name, query.get("resourceVersion")).await?;
+                let obj = registry
+                    .get(info, ns, &name, query.get("resourceVersion"))
+                    .await?;
                 Ok(ok_json(&output::single(info, obj, output, include, now)))
             }
             Some(Subresource::Scale) => {
@@ -305,20 +401,34 @@ async fn resource(
         Verb::List => {
             let opts = list_opts(&query)?;
             let page = registry.list(info, ns, &opts).await?;
-            let body = output::list(info, page.items, page.revision, page.continue_token, output, include, now);
+            let body = output::list(
+                info,
+                page.items,
+                page.revision,
+                page.continue_token,
+                output,
+                include,
+                now,
+            );
             Ok(ok_json(&body))
         }
-        Verb::Watch => watch_response(server, info, rr.namespace.clone(), &query, output, include).await,
+        Verb::Watch => {
+            watch_response(server, info, rr.namespace.clone(), &query, output, include).await
+        }
         Verb::Create => {
             let body = read_body(req).await?;
             match sub {
                 None => {
                     let obj = parse_body(content_type.as_deref(), &body)?;
-                    Ok(respond(registry.create(info, ns, obj, &write_opts(&query)?).await?))
+                    Ok(respond(
+                        registry.create(info, ns, obj, &write_opts(&query)?).await?,
+                    ))
                 }
                 Some(Subresource::Binding) => {
                     let obj = parse_body(content_type.as_deref(), &body)?;
-                    let w = crate::scale::bind(registry, info, ns, &name, &obj, &write_opts(&query)?).await?;
+                    let w =
+                        crate::scale::bind(registry, info, ns, &name, &obj, &write_opts(&query)?)
+                            .await?;
                     Ok(json_response(201, &w, "application/json", &[]))
                 }
                 Some(other) => Err(no_agent(info, registry, ns, &name, other).await),
@@ -328,38 +438,68 @@ async fn resource(
             let body = parse_body(content_type.as_deref(), &read_body(req).await?)?;
             let opts = write_opts(&query)?;
             if is_finalize {
-                return Ok(respond(crate::namespaces::finalize(registry, &name, body, &opts).await?));
+                return Ok(respond(
+                    crate::namespaces::finalize(registry, &name, body, &opts).await?,
+                ));
             }
             match sub {
-                None | Some(Subresource::Status) => Ok(respond(registry.update(info, ns, &name, sub, body, &opts).await?)),
+                None | Some(Subresource::Status) => Ok(respond(
+                    registry.update(info, ns, &name, sub, body, &opts).await?,
+                )),
                 Some(Subresource::Scale) => {
-                    let scale = crate::scale::update(registry, info, ns, &name, ScaleChange::Replace(body), &opts).await?;
+                    let scale = crate::scale::update(
+                        registry,
+                        info,
+                        ns,
+                        &name,
+                        ScaleChange::Replace(body),
+                        &opts,
+                    )
+                    .await?;
                     Ok(ok_json(&scale))
                 }
-                Some(_) => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+                Some(_) => Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                )),
             }
         }
         Verb::Patch => {
             let patch_type = content_type
                 .as_deref()
                 .and_then(PatchType::from_content_type)
-                .ok_or_else(|| ApiError::unsupported_media_type(content_type.as_deref().unwrap_or_default()))?;
+                .ok_or_else(|| {
+                    ApiError::unsupported_media_type(content_type.as_deref().unwrap_or_default())
+                })?;
             let doc = parse_json(&read_body(req).await?)?;
             let opts = write_opts(&query)?;
             match sub {
-                None | Some(Subresource::Status) => {
-                    Ok(respond(registry.patch(info, ns, &name, sub, patch_type, &doc, &opts).await?))
-                }
+                None | Some(Subresource::Status) => Ok(respond(
+                    registry
+                        .patch(info, ns, &name, sub, patch_type, &doc, &opts)
+                        .await?,
+                )),
                 Some(Subresource::Scale) => {
-                    let scale = crate::scale::update(registry, info, ns, &name, ScaleChange::Patch(patch_type, doc), &opts).await?;
+                    let scale = crate::scale::update(
+                        registry,
+                        info,
+                        ns,
+                        &name,
+                        ScaleChange::Patch(patch_type, doc),
+                        &opts,
+                    )
+                    .await?;
                     Ok(ok_json(&scale))
                 }
-                Some(_) => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+                Some(_) => Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                )),
             }
         }
         Verb::Delete => {
             if sub.is_some() || is_finalize {
-                return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
             }
             let body = read_body(req).await?;
             let opts = delete_opts(&query, &body)?;
@@ -368,7 +508,12 @@ async fn resource(
                 Ok(respond(w))
             } else {
                 let uid = object::uid(&w.object).map(str::to_string);
-                Ok(json_response(200, &crate::status::success(info, &name, uid.as_deref()), "application/json", &[]))
+                Ok(json_response(
+                    200,
+                    &crate::status::success(info, &name, uid.as_deref()),
+                    "application/json",
+                    &[],
+                ))
             }
         }
         Verb::DeleteCollection => {
@@ -376,7 +521,9 @@ async fn resource(
             let opts = delete_opts(&query, &body)?;
             let list = list_opts(&query)?;
             registry.delete_collection(info, ns, &list, &opts).await?;
-            Ok(ok_json(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+            Ok(ok_json(
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ))
         }
     }
 }
@@ -385,11 +532,19 @@ pub use crate::scale::ScaleChange;
 
 /// log, exec, attach and port-forward reach the node's agent, which does
 /// not exist yet.
-async fn no_agent(info: &ResourceInfo, registry: &crate::registry::Registry, ns: Option<&str>, name: &str, sub: Subresource) -> ApiError {
+async fn no_agent(
+    info: &ResourceInfo,
+    registry: &crate::registry::Registry,
+    ns: Option<&str>,
+    name: &str,
+    sub: Subresource,
+) -> ApiError {
     match registry.get(info, ns, name, None).await {
         Err(e) => e,
         Ok(pod) => match pod.pointer("/spec/nodeName").and_then(Value::as_str) {
-            None | Some("") => ApiError::bad_request(format!("pod {name} does not have a host assigned")),
+            None | Some("") => {
+                ApiError::bad_request(format!("pod {name} does not have a host assigned"))
+            }
             Some(node) => ApiError::unavailable(format!(
                 "{} for pod {name} needs the agent on node {node}, and no agent link to it exists",
                 sub.name()
@@ -411,21 +566,34 @@ async fn watch_response(
         Some("true") => Some(true),
         Some("false") => Some(false),
         None => None,
-        Some(other) => return Err(ApiError::bad_request(format!("invalid sendInitialEvents: {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid sendInitialEvents: {other:?}"
+            )));
+        }
     };
     let rv = opts.resource_version.as_deref();
     let start = match (send_initial, rv) {
         (Some(true), _) => Start::WithInitialState,
         (Some(false), None | Some("0")) => Start::Now,
         (None, None | Some("0")) => Start::WithInitialState,
-        (_, Some(rv)) => Start::After(
-            rv.parse().ok().filter(|r: &i64| *r >= 0).ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
-        ),
+        (_, Some(rv)) => {
+            Start::After(rv.parse().ok().filter(|r: &i64| *r >= 0).ok_or_else(|| {
+                ApiError::bad_request(format!("invalid resource version: {rv:?}"))
+            })?)
+        }
     };
     if send_initial == Some(true) && !query.flag("allowWatchBookmarks") {
-        return Err(ApiError::new(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Required value: allowWatchBookmarks must be set to true when sendInitialEvents is specified"));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Required value: allowWatchBookmarks must be set to true when sendInitialEvents is specified",
+        ));
     }
-    let timeout = match query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()) {
+    let timeout = match query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+    {
         Some(t) if t > 0 => Duration::from_secs(t),
         _ => {
             use rand::Rng;
@@ -455,6 +623,9 @@ async fn watch_response(
         }
     });
     let mut resp = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }

@@ -88,12 +88,25 @@ pub enum StartError {
 impl ApiServer {
     /// Starts the watch cache and the namespace finalizer, and makes sure
     /// the system namespaces exist.
-    pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config, tokens: TokenFile) -> Result<Arc<ApiServer>, StartError> {
-        let cache = cache::WatchCache::start(store.clone(), config.watch_cache_capacity).await.map_err(StartError::Cache)?;
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+        tokens: TokenFile,
+    ) -> Result<Arc<ApiServer>, StartError> {
+        let cache = cache::WatchCache::start(store.clone(), config.watch_cache_capacity)
+            .await
+            .map_err(StartError::Cache)?;
         let registry = registry::Registry::new(store, cache, clock);
-        namespaces::bootstrap(&registry).await.map_err(|e| StartError::Bootstrap(e.message))?;
+        namespaces::bootstrap(&registry)
+            .await
+            .map_err(|e| StartError::Bootstrap(e.message))?;
         tokio::spawn(namespaces::run(registry.clone(), Duration::from_secs(1)));
-        Ok(Arc::new(ApiServer { config, registry, tokens }))
+        Ok(Arc::new(ApiServer {
+            config,
+            registry,
+            tokens,
+        }))
     }
 
     /// `/version`.

@@ -16,7 +16,8 @@ use crate::registry::{self, DeleteOpts, ListOpts, Registry, WriteOpts, Written};
 use crate::status::{ApiError, ApiResult};
 
 /// The namespaces that always exist.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates the system namespaces that are missing.
 pub async fn bootstrap(registry: &Registry) -> ApiResult<()> {
@@ -34,9 +35,17 @@ pub async fn bootstrap(registry: &Registry) -> ApiResult<()> {
 
 /// PUT of `namespaces/<name>/finalize`: sets `spec.finalizers`; a
 /// terminating namespace with no finalizers left is deleted.
-pub async fn finalize(registry: &Registry, name: &str, body: Value, opts: &WriteOpts) -> ApiResult<Written> {
+pub async fn finalize(
+    registry: &Registry,
+    name: &str,
+    body: Value,
+    opts: &WriteOpts,
+) -> ApiResult<Written> {
     let info = registry::namespaces_info();
-    let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+    let finalizers = body
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or(json!([]));
     let mut ns = registry.get(info, None, name, None).await?;
     if let Some(rv) = object::resource_version(&body) {
         if Some(rv) != object::resource_version(&ns) {
@@ -45,27 +54,35 @@ pub async fn finalize(registry: &Registry, name: &str, body: Value, opts: &Write
     }
     ns["spec"]["finalizers"] = finalizers;
     let done = object::is_deleting(&ns)
-        && ns.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
         && object::finalizers(&ns).is_empty();
     if done && !opts.dry_run {
-        let precondition = object::resource_version(&ns).map(str::to_string);
-        let delete = DeleteOpts { precondition_resource_version: precondition, ..Default::default() };
-        return registry.delete(info, None, name, &delete).await;
+        return registry.remove(info, None, name, ns).await;
     }
-    registry.update_spec_unchecked(info, None, name, ns, opts).await
+    registry
+        .update_spec_unchecked(info, None, name, ns, opts)
+        .await
 }
 
 /// The namespaced resources with distinct storage, each once.
 fn namespaced_resources() -> Vec<&'static ResourceInfo> {
     let mut seen = BTreeSet::new();
-    catalog::RESOURCES.iter().filter(|r| r.namespaced && seen.insert(r.storage)).collect()
+    catalog::RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && seen.insert(r.storage))
+        .collect()
 }
 
 /// Deletes what is in a terminating namespace; returns whether it is empty.
 async fn empty_namespace(registry: &Registry, ns: &str) -> ApiResult<bool> {
     let mut empty = true;
     for info in namespaced_resources() {
-        let deleted = registry.delete_collection(info, Some(ns), &ListOpts::default(), &DeleteOpts::default()).await?;
+        let deleted = registry
+            .delete_collection(info, Some(ns), &ListOpts::default(), &DeleteOpts::default())
+            .await?;
         if !deleted.is_empty() {
             empty = false;
         }
@@ -86,7 +103,9 @@ pub async fn reconcile(registry: &Registry) -> ApiResult<()> {
     let info = registry::namespaces_info();
     let list = registry.list(info, None, &ListOpts::default()).await?;
     for ns in list.items.iter().filter(|n| object::is_deleting(n)) {
-        let Some(name) = object::name(ns) else { continue };
+        let Some(name) = object::name(ns) else {
+            continue;
+        };
         let has_kubernetes = ns
             .pointer("/spec/finalizers")
             .and_then(Value::as_array)

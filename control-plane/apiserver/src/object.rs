@@ -51,7 +51,11 @@ pub fn labels(obj: &Value) -> BTreeMap<String, String> {
     metadata(obj)
         .get("labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -59,12 +63,18 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .get("finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub fn is_deleting(obj: &Value) -> bool {
-    metadata(obj).get("deletionTimestamp").is_some_and(|v| !v.is_null())
+    metadata(obj)
+        .get("deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
 }
 
 pub fn set_resource_version(obj: &mut Value, revision: i64) {
@@ -89,7 +99,11 @@ pub fn timestamp(t: SystemTime) -> String {
 
 /// The value of a field selector's field, for the fields upstream supports
 /// on each type. `Err` names an unsupported field.
-pub fn field_value(info: &ResourceInfo, obj: &Value, field: &str) -> Result<Option<String>, String> {
+pub fn field_value(
+    info: &ResourceInfo,
+    obj: &Value,
+    field: &str,
+) -> Result<Option<String>, String> {
     let s = |path: &[&str]| str_field(obj, path).map(str::to_string);
     match field {
         "metadata.name" => return Ok(s(&["metadata", "name"])),
@@ -101,15 +115,21 @@ pub fn field_value(info: &ResourceInfo, obj: &Value, field: &str) -> Result<Opti
         ("", "Pod", "spec.restartPolicy") => s(&["spec", "restartPolicy"]),
         ("", "Pod", "spec.schedulerName") => s(&["spec", "schedulerName"]),
         ("", "Pod", "spec.serviceAccountName") => s(&["spec", "serviceAccountName"]),
-        ("", "Pod", "spec.hostNetwork") => {
-            Some(obj.pointer("/spec/hostNetwork").and_then(Value::as_bool).unwrap_or(false).to_string())
-        }
+        ("", "Pod", "spec.hostNetwork") => Some(
+            obj.pointer("/spec/hostNetwork")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+                .to_string(),
+        ),
         ("", "Pod", "status.phase") => s(&["status", "phase"]),
         ("", "Pod", "status.podIP") => s(&["status", "podIP"]),
         ("", "Pod", "status.nominatedNodeName") => s(&["status", "nominatedNodeName"]),
-        ("", "Node", "spec.unschedulable") => {
-            Some(obj.pointer("/spec/unschedulable").and_then(Value::as_bool).unwrap_or(false).to_string())
-        }
+        ("", "Node", "spec.unschedulable") => Some(
+            obj.pointer("/spec/unschedulable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+                .to_string(),
+        ),
         ("", "Namespace", "status.phase") => s(&["status", "phase"]),
         ("", "Secret", "type") => s(&["type"]),
         ("", "Service", "spec.clusterIP") => s(&["spec", "clusterIP"]),
@@ -121,16 +141,24 @@ pub fn field_value(info: &ResourceInfo, obj: &Value, field: &str) -> Result<Opti
         ("", "Event", "reportingComponent") => s(&["reportingComponent"]),
         ("", "Event", "source") => s(&["source", "component"]),
         ("", "Event", "type") => s(&["type"]),
-        ("events.k8s.io", "Event", f) if f.starts_with("regarding.") => s(&["regarding", f.trim_start_matches("regarding.")]),
+        ("events.k8s.io", "Event", f) if f.starts_with("regarding.") => {
+            s(&["regarding", f.trim_start_matches("regarding.")])
+        }
         ("events.k8s.io", "Event", "reason") => s(&["reason"]),
         ("events.k8s.io", "Event", "type") => s(&["type"]),
         ("events.k8s.io", "Event", "reportingController") => s(&["reportingController"]),
-        ("apps", "ReplicaSet", "status.replicas") => {
-            Some(obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0).to_string())
-        }
-        ("batch", "Job", "status.successful") => {
-            Some(obj.pointer("/status/succeeded").and_then(Value::as_i64).unwrap_or(0).to_string())
-        }
+        ("apps", "ReplicaSet", "status.replicas") => Some(
+            obj.pointer("/status/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .to_string(),
+        ),
+        ("batch", "Job", "status.successful") => Some(
+            obj.pointer("/status/succeeded")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .to_string(),
+        ),
         _ => return Err(format!("field label not supported: {field}")),
     };
     Ok(value)
@@ -161,9 +189,20 @@ mod tests {
     fn field_selectors_read_pod_fields() {
         let pods = catalog::find("", "v1", "pods").unwrap();
         let pod = json!({"metadata": {"name": "p", "namespace": "n"}, "spec": {"nodeName": "a"}, "status": {"phase": "Running"}});
-        assert_eq!(field_value(pods, &pod, "spec.nodeName").unwrap().as_deref(), Some("a"));
-        assert_eq!(field_value(pods, &pod, "status.phase").unwrap().as_deref(), Some("Running"));
-        assert_eq!(field_value(pods, &pod, "metadata.namespace").unwrap().as_deref(), Some("n"));
+        assert_eq!(
+            field_value(pods, &pod, "spec.nodeName").unwrap().as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            field_value(pods, &pod, "status.phase").unwrap().as_deref(),
+            Some("Running")
+        );
+        assert_eq!(
+            field_value(pods, &pod, "metadata.namespace")
+                .unwrap()
+                .as_deref(),
+            Some("n")
+        );
         assert!(field_value(pods, &pod, "spec.bogus").is_err());
     }
 }

@@ -18,7 +18,8 @@ use crate::status::{ApiError, ApiResult};
 
 fn bytes_response(body: &'static [u8], content_type: &'static str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body)).boxed_unsync());
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -42,31 +43,45 @@ pub fn serve(route: &Route, accept: Option<&str>, query: &Query) -> ApiResult<Re
                 })
             });
             if wants_protobuf {
-                Ok(bytes_response(openapi::v2_protobuf(), openapi::V2_PROTOBUF_CONTENT_TYPE))
+                Ok(bytes_response(
+                    openapi::v2_protobuf(),
+                    openapi::V2_PROTOBUF_CONTENT_TYPE,
+                ))
             } else if accepts_json(accept) {
                 Ok(bytes_response(openapi::v2_json(), "application/json"))
             } else {
-                Err(ApiError::not_acceptable("only application/json and the OpenAPI v2 protobuf are served"))
+                Err(ApiError::not_acceptable(
+                    "only application/json and the OpenAPI v2 protobuf are served",
+                ))
             }
         }
         Route::OpenApiV3Index => {
             let body = serde_json::to_vec(&openapi::v3_index()).unwrap_or_default();
             let mut resp = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             Ok(resp)
         }
         Route::OpenApiV3(path) => {
-            let (Some(body), Some(hash)) = (openapi::v3_group_version_json(path), openapi::v3_hash(path)) else {
+            let (Some(body), Some(hash)) =
+                (openapi::v3_group_version_json(path), openapi::v3_hash(path))
+            else {
                 return Err(ApiError::path_not_found());
             };
             if !accepts_json(accept) {
-                return Err(ApiError::not_acceptable("only application/json is served for OpenAPI v3"));
+                return Err(ApiError::not_acceptable(
+                    "only application/json is served for OpenAPI v3",
+                ));
             }
             match query.get("hash") {
                 Some(h) if h != hash => {
                     let mut resp = Response::new(Full::new(Bytes::new()).boxed_unsync());
                     *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
-                    if let Ok(loc) = HeaderValue::from_str(&format!("/openapi/v3/{path}?hash={hash}")) {
+                    if let Ok(loc) =
+                        HeaderValue::from_str(&format!("/openapi/v3/{path}?hash={hash}"))
+                    {
                         resp.headers_mut().insert(header::LOCATION, loc);
                     }
                     Ok(resp)
@@ -77,9 +92,13 @@ pub fn serve(route: &Route, accept: Option<&str>, query: &Query) -> ApiResult<Re
                         resp.headers_mut().insert(header::ETAG, etag);
                     }
                     if matched.is_some() {
-                        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                        resp.headers_mut().insert(
+                            header::CACHE_CONTROL,
+                            HeaderValue::from_static("public, immutable"),
+                        );
                     }
-                    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                    resp.headers_mut()
+                        .insert(header::VARY, HeaderValue::from_static("Accept"));
                     Ok(resp)
                 }
             }

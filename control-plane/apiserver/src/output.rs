@@ -48,7 +48,13 @@ fn column_definitions(info: &ResourceInfo) -> Vec<Value> {
         .collect()
 }
 
-fn table_row(info: &ResourceInfo, obj: &Value, include: IncludeObject, version: &str, now: SystemTime) -> Value {
+fn table_row(
+    info: &ResourceInfo,
+    obj: &Value,
+    include: IncludeObject,
+    version: &str,
+    now: SystemTime,
+) -> Value {
     let mut row = json!({"cells": table::row(info.group, info.kind, obj, now)});
     match include {
         IncludeObject::None => {}
@@ -68,7 +74,10 @@ pub fn table(
     with_columns: bool,
     now: SystemTime,
 ) -> Value {
-    let rows: Vec<Value> = items.iter().map(|o| table_row(info, o, include, version, now)).collect();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| table_row(info, o, include, version, now))
+        .collect();
     let mut t = json!({
         "kind": "Table",
         "apiVersion": format!("meta.k8s.io/{version}"),
@@ -113,19 +122,44 @@ pub fn list(
 }
 
 /// One object in the requested shape.
-pub fn single(info: &ResourceInfo, obj: Value, output: Output, include: IncludeObject, now: SystemTime) -> Value {
+pub fn single(
+    info: &ResourceInfo,
+    obj: Value,
+    output: Output,
+    include: IncludeObject,
+    now: SystemTime,
+) -> Value {
     match output {
         Output::Json => obj,
-        Output::Table(v) => table(info, std::slice::from_ref(&obj), json!({"resourceVersion": object::resource_version(&obj).unwrap_or_default()}), include, v, true, now),
+        Output::Table(v) => table(
+            info,
+            std::slice::from_ref(&obj),
+            json!({"resourceVersion": object::resource_version(&obj).unwrap_or_default()}),
+            include,
+            v,
+            true,
+            now,
+        ),
         Output::Metadata(v) => partial_metadata(&obj, v),
     }
 }
 
 /// Encodes one watch event as a line of JSON. `first` says whether this is
 /// the first event of the stream, which alone carries a Table's columns.
-pub fn watch_frame(info: &ResourceInfo, item: &WatchItem, output: Output, include: IncludeObject, first: bool, now: SystemTime) -> Bytes {
+pub fn watch_frame(
+    info: &ResourceInfo,
+    item: &WatchItem,
+    output: Output,
+    include: IncludeObject,
+    first: bool,
+    now: SystemTime,
+) -> Bytes {
     match item {
-        WatchItem::Event { kind, object, cached } => {
+        WatchItem::Event {
+            kind,
+            object,
+            cached,
+        } => {
             if output == Output::Json {
                 // The common case: splice the shared, once-encoded object in.
                 let body = match cached {
@@ -155,13 +189,18 @@ pub fn watch_frame(info: &ResourceInfo, item: &WatchItem, output: Output, includ
             };
             frame(kind, &shaped)
         }
-        WatchItem::Bookmark { revision, initial_end } => {
+        WatchItem::Bookmark {
+            revision,
+            initial_end,
+        } => {
             let mut meta = json!({"resourceVersion": revision.to_string()});
             if *initial_end {
                 meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
             }
             let obj = match output {
-                Output::Json => json!({"kind": info.kind, "apiVersion": info.group_version(), "metadata": meta}),
+                Output::Json => {
+                    json!({"kind": info.kind, "apiVersion": info.group_version(), "metadata": meta})
+                }
                 Output::Table(v) | Output::Metadata(v) => {
                     json!({"kind": "PartialObjectMetadata", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": meta})
                 }

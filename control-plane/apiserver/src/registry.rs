@@ -138,7 +138,9 @@ fn encode(obj: &Value) -> ApiResult<Bytes> {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Random suffix for generateName, from upstream's alphabet (no vowels, no
@@ -147,7 +149,9 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Everything but `metadata` and `status`: a change here bumps generation.
@@ -176,7 +180,11 @@ fn same_object(a: &Value, b: &Value) -> bool {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, cache: Arc<WatchCache>, clock: Arc<dyn Clock>) -> Registry {
-        Registry { store, cache, clock }
+        Registry {
+            store,
+            cache,
+            clock,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -204,19 +212,31 @@ impl Registry {
     async fn wait_for_revision(&self, revision: Revision) -> ApiResult<()> {
         let deadline = tokio::time::Instant::now() + FUTURE_RV_WAIT;
         loop {
-            let current = self.store.current_revision().await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+            let current = self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
             if current >= revision {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::timeout(format!("Too large resource version: {revision}, current: {current}")));
+                return Err(ApiError::timeout(format!(
+                    "Too large resource version: {revision}, current: {current}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// GET of one object.
-    pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, rv: Option<&str>) -> ApiResult<Value> {
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        rv: Option<&str>,
+    ) -> ApiResult<Value> {
         let revision = match rv {
             None | Some("") | Some("0") => None,
             Some(rv) => {
@@ -237,7 +257,12 @@ impl Registry {
     }
 
     /// LIST, one page, filtered.
-    pub async fn list(&self, info: &ResourceInfo, ns: Option<&str>, opts: &ListOpts) -> ApiResult<ListResult> {
+    pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOpts,
+    ) -> ApiResult<ListResult> {
         let exact = match opts.resource_version_match.as_deref() {
             None | Some("") => false,
             Some("NotOlderThan") => false,
@@ -314,7 +339,11 @@ impl Registry {
         for item in &mut items {
             object::set_type_meta(item, info);
         }
-        Ok(ListResult { items, revision, continue_token: token })
+        Ok(ListResult {
+            items,
+            revision,
+            continue_token: token,
+        })
     }
 
     /// Whether an object passes the label and field selectors.
@@ -324,9 +353,19 @@ impl Registry {
 
     /// Decodes a body through its type: checks apiVersion and kind, drops
     /// unknown fields (or refuses them, under Strict).
-    pub fn decode_body(&self, info: &ResourceInfo, mut body: Value, opts: &WriteOpts) -> ApiResult<(Value, Vec<String>)> {
+    pub fn decode_body(
+        &self,
+        info: &ResourceInfo,
+        mut body: Value,
+        opts: &WriteOpts,
+    ) -> ApiResult<(Value, Vec<String>)> {
         if !body.is_object() {
-            return Err(ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: the body is not a JSON object", info.kind, info.group_version(), info.kind)));
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: the body is not a JSON object",
+                info.kind,
+                info.group_version(),
+                info.kind
+            )));
         }
         let gv = info.group_version();
         match body.get("apiVersion").and_then(Value::as_str) {
@@ -347,13 +386,21 @@ impl Registry {
             _ => {}
         }
         object::set_type_meta(&mut body, info);
-        let decoded = typed::normalize(info, body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let decoded =
+            typed::normalize(info, body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let mut warnings = Vec::new();
         if !decoded.unknown_fields.is_empty() {
-            let msgs: Vec<String> = decoded.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            let msgs: Vec<String> = decoded
+                .unknown_fields
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
             match opts.field_validation {
                 FieldValidation::Strict => {
-                    return Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", "))));
+                    return Err(ApiError::bad_request(format!(
+                        "strict decoding error: {}",
+                        msgs.join(", ")
+                    )));
                 }
                 FieldValidation::Warn => warnings = msgs,
                 FieldValidation::Ignore => {}
@@ -387,29 +434,46 @@ impl Registry {
             err.message = format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             );
-            err.details = Some(json!({"group": info.group, "kind": info.plural, "causes": [{
-                "reason": "NamespaceTerminating",
-                "message": format!("namespace {ns} is being terminated"),
-                "field": "metadata.namespace"
-            }]}));
+            err.details = Some(
+                json!({"group": info.group, "kind": info.plural, "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace"
+                }]}),
+            );
             return Err(err);
         }
         Ok(())
     }
 
     /// CREATE.
-    pub async fn create(&self, info: &'static ResourceInfo, ns: Option<&str>, body: Value, opts: &WriteOpts) -> ApiResult<Written> {
+    pub async fn create(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        body: Value,
+        opts: &WriteOpts,
+    ) -> ApiResult<Written> {
         let (mut obj, warnings) = self.decode_body(info, body, opts)?;
         let ns = self.fix_namespace(info, ns, &mut obj)?;
         let now = object::timestamp(self.clock.now());
         {
             if object::resource_version(&obj).is_some() {
-                return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+                return Err(ApiError::bad_request(
+                    "resourceVersion should not be set on objects to be created",
+                ));
             }
             let meta = object::metadata_mut(&mut obj);
-            let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            let has_name = meta
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
             if !has_name {
-                if let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                if let Some(base) = meta
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
                     let base: String = base.chars().take(58).collect();
                     let name = format!("{base}{}", random_suffix());
                     meta.insert("name".into(), json!(name));
@@ -428,6 +492,7 @@ impl Registry {
             }
         }
         reset_status_on_create(info, &mut obj);
+        generate_job_selector(info, &mut obj);
         defaults::apply(info.group, info.kind, &mut obj);
         let name = object::name(&obj).unwrap_or_default().to_string();
         let mut errors = kedge_apimachinery::validation::validate_object_meta(
@@ -443,25 +508,45 @@ impl Registry {
             self.check_namespace(info, ns).await?;
         }
         if opts.dry_run {
-            return Ok(Written { object: obj, code: 201, warnings });
+            return Ok(Written {
+                object: obj,
+                code: 201,
+                warnings,
+            });
         }
         let kv = self
             .store
-            .create(&key(info, ns.as_deref(), &name), encode(&obj)?, write_options(info))
+            .create(
+                &key(info, ns.as_deref(), &name),
+                encode(&obj)?,
+                write_options(info),
+            )
             .await
             .map_err(|e| ApiError::from_store(info, &name, e))?;
         object::set_resource_version(&mut obj, kv.mod_revision);
-        Ok(Written { object: obj, code: 201, warnings })
+        Ok(Written {
+            object: obj,
+            code: 201,
+            warnings,
+        })
     }
 
     /// Makes the object's namespace agree with the URL's.
-    fn fix_namespace(&self, info: &ResourceInfo, url_ns: Option<&str>, obj: &mut Value) -> ApiResult<Option<String>> {
+    fn fix_namespace(
+        &self,
+        info: &ResourceInfo,
+        url_ns: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<Option<String>> {
         if !info.namespaced {
             object::metadata_mut(obj).remove("namespace");
             return Ok(None);
         }
         let Some(url_ns) = url_ns else {
-            return Err(ApiError::bad_request(format!("the server could not find the requested resource: {} is namespaced; name a namespace in the path", info.plural)));
+            return Err(ApiError::bad_request(format!(
+                "the server could not find the requested resource: {} is namespaced; name a namespace in the path",
+                info.plural
+            )));
         };
         match object::namespace(obj) {
             Some(body_ns) if body_ns != url_ns => Err(ApiError::bad_request(
@@ -509,7 +594,10 @@ impl Registry {
                 }
             }
             let old = from_kv(&current)?;
-            match self.write_update(info, ns, name, sub, &old, &current, obj.clone(), opts).await? {
+            match self
+                .write_update(info, ns, name, sub, &old, &current, obj.clone(), opts)
+                .await?
+            {
                 Attempt::Done(mut written) => {
                     written.warnings = warnings;
                     return Ok(written);
@@ -558,7 +646,10 @@ impl Registry {
                     object::name(&obj).unwrap_or_default()
                 )));
             }
-            match self.write_update(info, ns, name, sub, &old, &current, obj, opts).await? {
+            match self
+                .write_update(info, ns, name, sub, &old, &current, obj, opts)
+                .await?
+            {
                 Attempt::Done(mut written) => {
                     written.warnings = warnings;
                     return Ok(written);
@@ -603,33 +694,73 @@ impl Registry {
             return Err(ApiError::invalid(info, name, &errors));
         }
         // A deleting object whose last finalizer is removed goes away.
-        if object::is_deleting(&obj) && object::finalizers(&obj).is_empty() && !pending_grace(info, &obj) {
+        if object::is_deleting(&obj)
+            && object::finalizers(&obj).is_empty()
+            && !pending_grace(info, &obj)
+        {
             if opts.dry_run {
-                return Ok(Attempt::Done(Written { object: obj, code: 200, warnings: vec![] }));
+                return Ok(Attempt::Done(Written {
+                    object: obj,
+                    code: 200,
+                    warnings: vec![],
+                }));
             }
-            return match self.store.delete(&key(info, ns, name), Some(current.mod_revision)).await {
+            return match self
+                .store
+                .delete(&key(info, ns, name), Some(current.mod_revision))
+                .await
+            {
                 Ok(deleted) => {
                     object::set_resource_version(&mut obj, deleted.revision);
-                    Ok(Attempt::Done(Written { object: obj, code: 200, warnings: vec![] }))
+                    Ok(Attempt::Done(Written {
+                        object: obj,
+                        code: 200,
+                        warnings: vec![],
+                    }))
                 }
-                Err(kedge_datastore::Error::Conflict { current, .. }) => Ok(Attempt::Conflict(*current)),
+                Err(kedge_datastore::Error::Conflict { current, .. }) => {
+                    Ok(Attempt::Conflict(*current))
+                }
                 Err(e) => Err(ApiError::from_store(info, name, e)),
             };
         }
         if same_object(&obj, old) {
             let mut obj = old.clone();
             object::set_type_meta(&mut obj, info);
-            return Ok(Attempt::Done(Written { object: obj, code: 200, warnings: vec![] }));
+            return Ok(Attempt::Done(Written {
+                object: obj,
+                code: 200,
+                warnings: vec![],
+            }));
         }
         if opts.dry_run {
-            return Ok(Attempt::Done(Written { object: obj, code: 200, warnings: vec![] }));
+            return Ok(Attempt::Done(Written {
+                object: obj,
+                code: 200,
+                warnings: vec![],
+            }));
         }
-        match self.store.update(&key(info, ns, name), encode(&obj)?, current.mod_revision, write_options(info)).await {
+        match self
+            .store
+            .update(
+                &key(info, ns, name),
+                encode(&obj)?,
+                current.mod_revision,
+                write_options(info),
+            )
+            .await
+        {
             Ok(kv) => {
                 object::set_resource_version(&mut obj, kv.mod_revision);
-                Ok(Attempt::Done(Written { object: obj, code: 200, warnings: vec![] }))
+                Ok(Attempt::Done(Written {
+                    object: obj,
+                    code: 200,
+                    warnings: vec![],
+                }))
             }
-            Err(kedge_datastore::Error::Conflict { current, .. }) => Ok(Attempt::Conflict(*current)),
+            Err(kedge_datastore::Error::Conflict { current, .. }) => {
+                Ok(Attempt::Conflict(*current))
+            }
             Err(kedge_datastore::Error::NotFound { .. }) => Err(ApiError::not_found(info, name)),
             Err(e) => Err(ApiError::from_store(info, name, e)),
         }
@@ -646,10 +777,15 @@ impl Registry {
         mut obj: Value,
         opts: &WriteOpts,
     ) -> ApiResult<Written> {
-        let rv = object::resource_version(&obj).ok_or_else(|| ApiError::internal("unchecked update without a resourceVersion"))?;
+        let rv = object::resource_version(&obj)
+            .ok_or_else(|| ApiError::internal("unchecked update without a resourceVersion"))?;
         let rv = parse_rv(rv)?;
         if opts.dry_run {
-            return Ok(Written { object: obj, code: 200, warnings: vec![] });
+            return Ok(Written {
+                object: obj,
+                code: 200,
+                warnings: vec![],
+            });
         }
         let kv = self
             .store
@@ -657,11 +793,46 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(info, name, e))?;
         object::set_resource_version(&mut obj, kv.mod_revision);
-        Ok(Written { object: obj, code: 200, warnings: vec![] })
+        Ok(Written {
+            object: obj,
+            code: 200,
+            warnings: vec![],
+        })
+    }
+
+    /// Removes an object for good, compare-and-swap on its resourceVersion:
+    /// the last step of a finalized deletion.
+    pub(crate) async fn remove(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+    ) -> ApiResult<Written> {
+        let rv = object::resource_version(&obj)
+            .ok_or_else(|| ApiError::internal("remove without a resourceVersion"))?;
+        let rv = parse_rv(rv)?;
+        let deleted = self
+            .store
+            .delete(&key(info, ns, name), Some(rv))
+            .await
+            .map_err(|e| ApiError::from_store(info, name, e))?;
+        object::set_resource_version(&mut obj, deleted.revision);
+        Ok(Written {
+            object: obj,
+            code: 200,
+            warnings: vec![],
+        })
     }
 
     /// DELETE of one object.
-    pub async fn delete(&self, info: &'static ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOpts) -> ApiResult<Written> {
+    pub async fn delete(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Written> {
         for _ in 0..MAX_RETRIES {
             let current = self.read(info, ns, name).await?;
             let mut obj = from_kv(&current)?;
@@ -669,17 +840,25 @@ impl Registry {
             if let Some(uid) = &opts.precondition_uid {
                 let actual = object::uid(&obj).unwrap_or_default();
                 if uid != actual {
-                    return Err(ApiError::conflict(info, name, &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                    )));
+                    return Err(ApiError::conflict(
+                        info,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                        ),
+                    ));
                 }
             }
             if let Some(rv) = &opts.precondition_resource_version {
                 let actual = current.mod_revision.to_string();
                 if *rv != actual {
-                    return Err(ApiError::conflict(info, name, &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
-                    )));
+                    return Err(ApiError::conflict(
+                        info,
+                        name,
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                        ),
+                    ));
                 }
             }
             let mut finalizers = object::finalizers(&obj);
@@ -695,12 +874,19 @@ impl Registry {
             }
             let grace = graceful_period(info, &obj, opts.grace_period_seconds);
             let namespace_finalizers = info.kind == "Namespace"
-                && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+                && obj
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty());
             if !finalizers.is_empty() || grace.is_some() || namespace_finalizers {
                 // Deletion becomes a state: set deletionTimestamp and wait for
                 // the finalizers (or the kubelet) to finish.
                 if object::is_deleting(&obj) && finalizers == object::finalizers(&obj) {
-                    return Ok(Written { object: obj, code: 202, warnings: vec![] });
+                    return Ok(Written {
+                        object: obj,
+                        code: 202,
+                        warnings: vec![],
+                    });
                 }
                 let now = self.clock.now();
                 let at = now + Duration::from_secs(grace.unwrap_or(0).max(0) as u64);
@@ -708,35 +894,73 @@ impl Registry {
                     let meta = object::metadata_mut(&mut obj);
                     if meta.get("deletionTimestamp").is_none_or(Value::is_null) {
                         meta.insert("deletionTimestamp".into(), json!(object::timestamp(at)));
-                        meta.insert("deletionGracePeriodSeconds".into(), json!(grace.unwrap_or(0)));
+                        meta.insert(
+                            "deletionGracePeriodSeconds".into(),
+                            json!(grace.unwrap_or(0)),
+                        );
                     }
-                    meta.insert("finalizers".into(), json!(finalizers));
+                    if finalizers.is_empty() {
+                        meta.remove("finalizers");
+                    } else {
+                        meta.insert("finalizers".into(), json!(finalizers));
+                    }
                 }
                 if info.kind == "Namespace" && info.group.is_empty() {
                     obj["status"]["phase"] = json!("Terminating");
                 }
                 if opts.dry_run {
-                    return Ok(Written { object: obj, code: 202, warnings: vec![] });
+                    return Ok(Written {
+                        object: obj,
+                        code: 202,
+                        warnings: vec![],
+                    });
                 }
-                match self.store.update(&key(info, ns, name), encode(&obj)?, current.mod_revision, write_options(info)).await {
+                match self
+                    .store
+                    .update(
+                        &key(info, ns, name),
+                        encode(&obj)?,
+                        current.mod_revision,
+                        write_options(info),
+                    )
+                    .await
+                {
                     Ok(kv) => {
                         object::set_resource_version(&mut obj, kv.mod_revision);
-                        return Ok(Written { object: obj, code: 202, warnings: vec![] });
+                        return Ok(Written {
+                            object: obj,
+                            code: 202,
+                            warnings: vec![],
+                        });
                     }
                     Err(kedge_datastore::Error::Conflict { .. }) => continue,
                     Err(e) => return Err(ApiError::from_store(info, name, e)),
                 }
             }
             if opts.dry_run {
-                return Ok(Written { object: obj, code: 200, warnings: vec![] });
+                return Ok(Written {
+                    object: obj,
+                    code: 200,
+                    warnings: vec![],
+                });
             }
-            match self.store.delete(&key(info, ns, name), Some(current.mod_revision)).await {
+            match self
+                .store
+                .delete(&key(info, ns, name), Some(current.mod_revision))
+                .await
+            {
                 Ok(deleted) => {
                     object::set_resource_version(&mut obj, deleted.revision);
-                    return Ok(Written { object: obj, code: 200, warnings: vec![] });
+                    return Ok(Written {
+                        object: obj,
+                        code: 200,
+                        warnings: vec![],
+                    });
                 }
                 Err(kedge_datastore::Error::Conflict { .. }) => continue,
-                Err(kedge_datastore::Error::NotFound { .. }) => return Err(ApiError::not_found(info, name)),
+                Err(kedge_datastore::Error::NotFound { .. }) => {
+                    return Err(ApiError::not_found(info, name));
+                }
                 Err(e) => return Err(ApiError::from_store(info, name, e)),
             }
         }
@@ -744,8 +968,24 @@ impl Registry {
     }
 
     /// DELETECOLLECTION: every matching object, each deleted as DELETE would.
-    pub async fn delete_collection(&self, info: &'static ResourceInfo, ns: Option<&str>, list: &ListOpts, opts: &DeleteOpts) -> ApiResult<Vec<Value>> {
-        let page = self.list(info, ns, &ListOpts { limit: None, continue_token: None, ..list.clone() }).await?;
+    pub async fn delete_collection(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        list: &ListOpts,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Vec<Value>> {
+        let page = self
+            .list(
+                info,
+                ns,
+                &ListOpts {
+                    limit: None,
+                    continue_token: None,
+                    ..list.clone()
+                },
+            )
+            .await?;
         let mut deleted = Vec::new();
         for item in page.items {
             let name = object::name(&item).unwrap_or_default().to_string();
@@ -767,7 +1007,11 @@ enum Attempt {
 
 /// Events expire an hour after their last write, as upstream's `--event-ttl`.
 fn write_options(info: &ResourceInfo) -> WriteOptions {
-    if info.storage == "events" { WriteOptions::ttl(Duration::from_secs(3600)) } else { WriteOptions::default() }
+    if info.storage == "events" {
+        WriteOptions::ttl(Duration::from_secs(3600))
+    } else {
+        WriteOptions::default()
+    }
 }
 
 pub fn namespaces_info() -> &'static ResourceInfo {
@@ -786,13 +1030,22 @@ fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>) -> 
     if !(info.group.is_empty() && info.kind == "Pod") {
         return None;
     }
-    let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let finished = matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+    let bound = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
     if !bound || finished {
         return None;
     }
     let grace = requested
-        .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30);
     if grace <= 0 { None } else { Some(grace) }
 }
@@ -801,15 +1054,23 @@ fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>) -> 
 fn pending_grace(info: &ResourceInfo, obj: &Value) -> bool {
     info.group.is_empty()
         && info.kind == "Pod"
-        && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).is_some_and(|g| g > 0)
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0)
 }
 
 /// Status is set by the system, not by the creator, for most types.
 fn reset_status_on_create(info: &ResourceInfo, obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     match (info.group, info.kind) {
         ("", "Pod") => {
-            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos_class(map.get("spec"))}));
+            map.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos_class(map.get("spec"))}),
+            );
         }
         ("", "Namespace") => {
             map.insert("status".into(), json!({"phase": "Active"}));
@@ -826,9 +1087,49 @@ fn reset_status_on_create(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+/// A Job without a selector gets one that matches only its own pods, from
+/// its uid, as upstream's job strategy generates it.
+fn generate_job_selector(info: &ResourceInfo, obj: &mut Value) {
+    if info.group != "batch" || info.kind != "Job" {
+        return;
+    }
+    if obj.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true)
+        || obj.pointer("/spec/selector").is_some()
+    {
+        return;
+    }
+    let uid = object::uid(obj).unwrap_or_default().to_string();
+    let name = object::name(obj).unwrap_or_default().to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if !template.is_object() {
+        return;
+    }
+    let meta = object::metadata_mut(template);
+    let labels = meta.entry("labels").or_insert_with(|| json!({}));
+    if let Some(labels) = labels.as_object_mut() {
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels.insert(k.into(), json!(v));
+        }
+    }
+}
+
 /// The pod's QoS class, as upstream computes it from requests and limits.
 fn qos_class(spec: Option<&Value>) -> &'static str {
-    let Some(spec) = spec else { return "BestEffort" };
+    let Some(spec) = spec else {
+        return "BestEffort";
+    };
     let containers: Vec<&Value> = ["containers", "initContainers"]
         .iter()
         .filter_map(|k| spec.get(*k).and_then(Value::as_array))
@@ -892,13 +1193,20 @@ fn prepare_update(info: &ResourceInfo, sub: Option<Subresource>, old: &Value, ne
     // System fields come from the stored object.
     let old_meta = object::metadata(old).clone();
     let meta = object::metadata_mut(&mut obj);
-    for field in ["creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for field in [
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match old_meta.get(field) {
             Some(v) => meta.insert(field.into(), v.clone()),
             None => meta.remove(field),
         };
     }
-    if meta.get("uid").is_none_or(|u| u.as_str().is_some_and(str::is_empty)) {
+    if meta
+        .get("uid")
+        .is_none_or(|u| u.as_str().is_some_and(str::is_empty))
+    {
         if let Some(uid) = old_meta.get("uid") {
             meta.insert("uid".into(), uid.clone());
         }
@@ -922,16 +1230,27 @@ fn prepare_update(info: &ResourceInfo, sub: Option<Subresource>, old: &Value, ne
 }
 
 /// Applies a patch document to the current object.
-fn apply_patch(info: &ResourceInfo, old: &Value, patch_type: PatchType, doc: &Value) -> ApiResult<Value> {
+fn apply_patch(
+    info: &ResourceInfo,
+    old: &Value,
+    patch_type: PatchType,
+    doc: &Value,
+) -> ApiResult<Value> {
     let result = match patch_type {
         PatchType::Json => patch::json::apply(old, doc),
         PatchType::Merge => patch::merge::apply(old, doc),
-        PatchType::StrategicMerge => match kedge_resources::openapi::patch_schema(info.definition) {
-            Some(schema) => patch::strategic::apply(old, doc, &schema),
-            None => patch::strategic::apply(old, doc, &kedge_apimachinery::schema::Unknown),
-        },
+        PatchType::StrategicMerge => {
+            match kedge_resources::openapi::patch_schema(info.definition) {
+                Some(schema) => patch::strategic::apply(old, doc, &schema),
+                None => patch::strategic::apply(old, doc, &kedge_apimachinery::schema::Unknown),
+            }
+        }
         PatchType::Apply => {
-            return Err(ApiError::new(415, "UnsupportedMediaType", "server-side apply is not supported yet; use client-side kubectl apply"));
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "server-side apply is not supported yet; use client-side kubectl apply",
+            ));
         }
     };
     result.map_err(patch_error)
@@ -944,13 +1263,22 @@ pub fn patch_error(e: kedge_apimachinery::patch::PatchError) -> ApiError {
         413 => ApiError::new(413, "RequestEntityTooLarge", e.status_message()),
         422 => {
             // Upstream's message is a fixed sentence; the detail helps more.
-            ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("the server rejected our request due to an error in our request: {e}"),
+            )
         }
         _ => ApiError::new(500, "InternalError", e.status_message()),
     }
 }
 /// Whether an object passes the label and field selectors.
-pub fn matches(info: &ResourceInfo, obj: &Value, label: &LabelSelector, field: &FieldSelector) -> ApiResult<bool> {
+pub fn matches(
+    info: &ResourceInfo,
+    obj: &Value,
+    label: &LabelSelector,
+    field: &FieldSelector,
+) -> ApiResult<bool> {
     if !label.matches(&object::labels(obj)) {
         return Ok(false);
     }

@@ -54,7 +54,10 @@ pub enum Route {
     /// `/apis/<group>`
     Group(String),
     /// `/api/v1`, `/apis/<group>/<version>`
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     Resource(ResourceRequest),
     Version,
     /// `/healthz`, `/livez`, `/readyz` and their `/<check>` children.
@@ -69,19 +72,33 @@ pub enum Route {
 /// Splits a path the way upstream's `RequestInfoFactory` does.
 pub fn route(method: &http::Method, path: &str, query: &Query) -> Route {
     let trimmed = path.trim_matches('/');
-    let parts: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
+    let parts: Vec<&str> = if trimmed.is_empty() {
+        Vec::new()
+    } else {
+        trimmed.split('/').collect()
+    };
     match parts.as_slice() {
         ["version"] => return Route::Version,
-        [check @ ("healthz" | "livez" | "readyz"), ..] => return Route::Health((*check).to_string()),
+        [check @ ("healthz" | "livez" | "readyz"), ..] => {
+            return Route::Health((*check).to_string());
+        }
         ["openapi", "v2"] => return Route::OpenApiV2,
         ["openapi", "v3"] => return Route::OpenApiV3Index,
         ["openapi", "v3", rest @ ..] => return Route::OpenApiV3(rest.join("/")),
         ["api"] => return Route::CoreVersions,
         ["apis"] => return Route::Groups,
         ["apis", group] => return Route::Group((*group).to_string()),
-        ["api", version] => return Route::ResourceList { group: String::new(), version: (*version).to_string() },
+        ["api", version] => {
+            return Route::ResourceList {
+                group: String::new(),
+                version: (*version).to_string(),
+            };
+        }
         ["apis", group, version] => {
-            return Route::ResourceList { group: (*group).to_string(), version: (*version).to_string() };
+            return Route::ResourceList {
+                group: (*group).to_string(),
+                version: (*version).to_string(),
+            };
         }
         _ => {}
     }
@@ -128,7 +145,15 @@ pub fn route(method: &http::Method, path: &str, query: &Query) -> Route {
         ("DELETE", false) => Verb::DeleteCollection,
         _ => return Route::NotFound,
     };
-    Route::Resource(ResourceRequest { verb, group, version, namespace, resource, name, subresource })
+    Route::Resource(ResourceRequest {
+        verb,
+        group,
+        version,
+        namespace,
+        resource,
+        name,
+        subresource,
+    })
 }
 
 fn percent_decode(segment: &str) -> String {
@@ -172,7 +197,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// A boolean parameter: present and `true` or `1`.
@@ -237,7 +265,14 @@ mod tests {
         route(&method, path, &Query::parse(Some(query)))
     }
 
-    fn res(verb: Verb, group: &str, ns: Option<&str>, resource: &str, name: Option<&str>, sub: Option<&str>) -> Route {
+    fn res(
+        verb: Verb,
+        group: &str,
+        ns: Option<&str>,
+        resource: &str,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Route {
         Route::Resource(ResourceRequest {
             verb,
             group: group.into(),
@@ -251,16 +286,67 @@ mod tests {
 
     #[test]
     fn paths_route_like_upstream() {
-        assert_eq!(r(Method::GET, "/api/v1/namespaces/default/pods", ""), res(Verb::List, "", Some("default"), "pods", None, None));
-        assert_eq!(r(Method::GET, "/api/v1/namespaces/default/pods", "watch=true"), res(Verb::Watch, "", Some("default"), "pods", None, None));
-        assert_eq!(r(Method::GET, "/api/v1/watch/pods", ""), res(Verb::Watch, "", None, "pods", None, None));
-        assert_eq!(r(Method::PUT, "/api/v1/namespaces/ns/pods/web/status", ""), res(Verb::Update, "", Some("ns"), "pods", Some("web"), Some("status")));
-        assert_eq!(r(Method::GET, "/api/v1/namespaces/foo", ""), res(Verb::Get, "", None, "namespaces", Some("foo"), None));
-        assert_eq!(r(Method::PUT, "/api/v1/namespaces/foo/finalize", ""), res(Verb::Update, "", None, "namespaces", Some("foo"), Some("finalize")));
-        assert_eq!(r(Method::DELETE, "/apis/apps/v1/namespaces/a/deployments", ""), res(Verb::DeleteCollection, "apps", Some("a"), "deployments", None, None));
-        assert_eq!(r(Method::GET, "/apis/apps", ""), Route::Group("apps".into()));
-        assert_eq!(r(Method::GET, "/openapi/v3/apis/apps/v1", ""), Route::OpenApiV3("apis/apps/v1".into()));
-        assert_eq!(r(Method::GET, "/api/v1/namespaces/a/pods/b/c/d", ""), Route::NotFound);
+        assert_eq!(
+            r(Method::GET, "/api/v1/namespaces/default/pods", ""),
+            res(Verb::List, "", Some("default"), "pods", None, None)
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/namespaces/default/pods", "watch=true"),
+            res(Verb::Watch, "", Some("default"), "pods", None, None)
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/watch/pods", ""),
+            res(Verb::Watch, "", None, "pods", None, None)
+        );
+        assert_eq!(
+            r(Method::PUT, "/api/v1/namespaces/ns/pods/web/status", ""),
+            res(
+                Verb::Update,
+                "",
+                Some("ns"),
+                "pods",
+                Some("web"),
+                Some("status")
+            )
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/namespaces/foo", ""),
+            res(Verb::Get, "", None, "namespaces", Some("foo"), None)
+        );
+        assert_eq!(
+            r(Method::PUT, "/api/v1/namespaces/foo/finalize", ""),
+            res(
+                Verb::Update,
+                "",
+                None,
+                "namespaces",
+                Some("foo"),
+                Some("finalize")
+            )
+        );
+        assert_eq!(
+            r(Method::DELETE, "/apis/apps/v1/namespaces/a/deployments", ""),
+            res(
+                Verb::DeleteCollection,
+                "apps",
+                Some("a"),
+                "deployments",
+                None,
+                None
+            )
+        );
+        assert_eq!(
+            r(Method::GET, "/apis/apps", ""),
+            Route::Group("apps".into())
+        );
+        assert_eq!(
+            r(Method::GET, "/openapi/v3/apis/apps/v1", ""),
+            Route::OpenApiV3("apis/apps/v1".into())
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/namespaces/a/pods/b/c/d", ""),
+            Route::NotFound
+        );
         assert_eq!(r(Method::GET, "/nope", ""), Route::NotFound);
     }
 
@@ -270,8 +356,16 @@ mod tests {
         assert_eq!(negotiate(Some(kubectl_get)), Some(Output::Table("v1")));
         assert_eq!(negotiate(None), Some(Output::Json));
         assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf")), None);
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf, */*")), Some(Output::Json));
-        assert_eq!(negotiate(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")), Some(Output::Metadata("v1")));
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf, */*")),
+            Some(Output::Json)
+        );
+        assert_eq!(
+            negotiate(Some(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+            )),
+            Some(Output::Metadata("v1"))
+        );
     }
 
     #[test]

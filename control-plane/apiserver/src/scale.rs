@@ -18,7 +18,9 @@ pub enum ScaleChange {
 
 /// The label selector as one string, the form `Scale.status.selector` uses.
 fn selector_string(selector: Option<&Value>) -> String {
-    let Some(selector) = selector else { return String::new() };
+    let Some(selector) = selector else {
+        return String::new();
+    };
     let mut parts: Vec<String> = Vec::new();
     if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
         for (k, v) in labels {
@@ -28,9 +30,16 @@ fn selector_string(selector: Option<&Value>) -> String {
     if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {
             let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-            let values: Vec<&str> =
-                e.get("values").and_then(Value::as_array).map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+            {
                 "In" => parts.push(format!("{key} in ({})", values.join(","))),
                 "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
                 "Exists" => parts.push(key.to_string()),
@@ -79,14 +88,18 @@ pub async fn update(
         let wanted = match &change {
             ScaleChange::Replace(body) => body.clone(),
             ScaleChange::Patch(PatchType::Json, doc) => {
-                kedge_apimachinery::patch::json::apply(&current, doc).map_err(crate::registry::patch_error)?
+                kedge_apimachinery::patch::json::apply(&current, doc)
+                    .map_err(crate::registry::patch_error)?
             }
             ScaleChange::Patch(PatchType::Apply, _) => {
-                return Err(ApiError::new(415, "UnsupportedMediaType", "server-side apply is not supported yet"));
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "server-side apply is not supported yet",
+                ));
             }
-            ScaleChange::Patch(_, doc) => {
-                kedge_apimachinery::patch::merge::apply(&current, doc).map_err(crate::registry::patch_error)?
-            }
+            ScaleChange::Patch(_, doc) => kedge_apimachinery::patch::merge::apply(&current, doc)
+                .map_err(crate::registry::patch_error)?,
         };
         let replicas = match wanted.pointer("/spec/replicas") {
             None | Some(Value::Null) => 0,
@@ -96,12 +109,15 @@ pub async fn update(
                     return Err(ApiError::new(
                         422,
                         "Invalid",
-                        format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {v}: must be greater than or equal to 0"),
+                        format!(
+                            "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {v}: must be greater than or equal to 0"
+                        ),
                     ));
                 }
             },
         };
-        let precondition = object::resource_version(&wanted).filter(|rv| Some(*rv) != object::resource_version(&current));
+        let precondition = object::resource_version(&wanted)
+            .filter(|rv| Some(*rv) != object::resource_version(&current));
         if precondition.is_some() {
             return Err(ApiError::modified(info, name));
         }
@@ -117,23 +133,54 @@ pub async fn update(
 }
 
 /// POST of `pods/<name>/binding`: assigns the pod to a node, once.
-pub async fn bind(registry: &Registry, info: &'static ResourceInfo, ns: Option<&str>, name: &str, binding: &Value, opts: &WriteOpts) -> ApiResult<Value> {
-    let node = binding.pointer("/target/name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| {
-        ApiError::new(422, "Invalid", format!("Binding \"{name}\" is invalid: target.name: Required value"))
-    })?;
+pub async fn bind(
+    registry: &Registry,
+    info: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    binding: &Value,
+    opts: &WriteOpts,
+) -> ApiResult<Value> {
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("Binding \"{name}\" is invalid: target.name: Required value"),
+            )
+        })?;
     for _ in 0..16 {
         let mut pod = registry.get(info, ns, name, None).await?;
         if object::is_deleting(&pod) {
-            return Err(ApiError::conflict(info, name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                info,
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
-        if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(info, name, &format!("pod {name} is already assigned to node {existing:?}")));
+        if let Some(existing) = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict(
+                info,
+                name,
+                &format!("pod {name} is already assigned to node {existing:?}"),
+            ));
         }
         pod["spec"]["nodeName"] = json!(node);
-        let written = crate::registry::Registry::update_spec_unchecked(registry, info, ns, name, pod, opts).await;
+        let written =
+            crate::registry::Registry::update_spec_unchecked(registry, info, ns, name, pod, opts)
+                .await;
         match written {
             Ok(_) => {
-                return Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
+                return Ok(
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                );
             }
             Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
             Err(e) => return Err(e),

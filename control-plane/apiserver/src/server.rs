@@ -31,7 +31,10 @@ pub struct TlsMaterial {
 
 impl std::fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsMaterial").field("certs", &self.cert_chain.len()).field("key", &"<redacted>").finish()
+        f.debug_struct("TlsMaterial")
+            .field("certs", &self.cert_chain.len())
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -48,12 +51,21 @@ pub enum TlsError {
 pub fn tls_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(m.client_ca.clone())).map_err(|e| TlsError::ClientCa(e.to_string()))?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
+    roots
+        .add(CertificateDer::from(m.client_ca.clone()))
         .map_err(|e| TlsError::ClientCa(e.to_string()))?;
-    let certs: Vec<CertificateDer<'static>> = m.cert_chain.iter().map(|c| CertificateDer::from(c.clone())).collect();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| TlsError::ClientCa(e.to_string()))?;
+    let certs: Vec<CertificateDer<'static>> = m
+        .cert_chain
+        .iter()
+        .map(|c| CertificateDer::from(c.clone()))
+        .collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(m.key_pkcs8.clone()));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -92,17 +104,18 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let server = server.clone();
         connections.spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let user = tls
                 .get_ref()
                 .1
@@ -112,10 +125,17 @@ pub async fn serve(
             let service = service_fn(move |req| {
                 let server = server.clone();
                 let user = user.clone();
-                async move { Ok::<_, std::convert::Infallible>(crate::handlers::handle(server, user, req).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        crate::handlers::handle(server, user, req).await,
+                    )
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

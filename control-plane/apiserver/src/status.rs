@@ -26,7 +26,12 @@ fn details(info: &ResourceInfo, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -48,13 +53,21 @@ impl ApiError {
 
     /// 404 for an object: `pods "web" not found`.
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
-        ApiError::new(404, "NotFound", format!("{} \"{}\" not found", info.group_resource(), name))
-            .with_details(details(info, name))
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", info.group_resource(), name),
+        )
+        .with_details(details(info, name))
     }
 
     /// 404 for a path that serves nothing.
     pub fn path_not_found() -> Self {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
@@ -67,8 +80,12 @@ impl ApiError {
 
     /// 409 AlreadyExists: `pods "web" already exists`.
     pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
-        ApiError::new(409, "AlreadyExists", format!("{} \"{}\" already exists", info.group_resource(), name))
-            .with_details(details(info, name))
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{}\" already exists", info.group_resource(), name),
+        )
+        .with_details(details(info, name))
     }
 
     /// 409 Conflict: `Operation cannot be fulfilled on pods "web": <why>`.
@@ -76,7 +93,12 @@ impl ApiError {
         ApiError::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", info.group_resource(), name, why),
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                info.group_resource(),
+                name,
+                why
+            ),
         )
         .with_details(details(info, name))
     }
@@ -98,11 +120,21 @@ impl ApiError {
 
     /// 413: a body over the limit.
     pub fn too_large(limit: usize) -> Self {
-        ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {content_type:?}"))
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {content_type:?}"
+            ),
+        )
     }
 
     /// 422 Invalid with one cause per field error:
@@ -112,12 +144,27 @@ impl ApiError {
             .iter()
             .map(|e| json!({"reason": e.kind.reason(), "message": e.cause_message(), "field": e.field}))
             .collect();
-        ApiError::new(422, "Invalid", format!("{} \"{}\" is invalid: {}", info.kind, name, field::join(errors)))
-            .with_details(json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}))
+        ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "{} \"{}\" is invalid: {}",
+                info.kind,
+                name,
+                field::join(errors)
+            ),
+        )
+        .with_details(
+            json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}),
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -152,13 +199,20 @@ impl ApiError {
             E::AlreadyExists { .. } => ApiError::already_exists(info, name),
             E::NotFound { .. } => ApiError::not_found(info, name),
             E::Conflict { .. } => ApiError::modified(info, name),
-            E::Compacted { requested, compacted } => {
-                ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
-            }
+            E::Compacted {
+                requested,
+                compacted,
+            } => ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
             E::FutureRevision { requested, current } => ApiError::timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
             )),
-            E::ValueTooLarge { .. } => ApiError::new(413, "RequestEntityTooLarge", "etcdserver: request is too large"),
+            E::ValueTooLarge { .. } => ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                "etcdserver: request is too large",
+            ),
             E::InvalidContinueToken { reason } => {
                 ApiError::bad_request(format!("continue key is not valid: {reason}"))
             }
@@ -186,13 +240,26 @@ mod tests {
     fn statuses_read_like_upstream() {
         let pods = catalog::find("", "v1", "pods").unwrap();
         let deploys = catalog::find("apps", "v1", "deployments").unwrap();
-        assert_eq!(ApiError::not_found(pods, "web").message, "pods \"web\" not found");
-        assert_eq!(ApiError::already_exists(deploys, "web").message, "deployments.apps \"web\" already exists");
+        assert_eq!(
+            ApiError::not_found(pods, "web").message,
+            "pods \"web\" not found"
+        );
+        assert_eq!(
+            ApiError::already_exists(deploys, "web").message,
+            "deployments.apps \"web\" already exists"
+        );
         let s = ApiError::modified(pods, "web").to_status();
         assert_eq!(s["code"], 409);
         assert_eq!(s["reason"], "Conflict");
-        let invalid = ApiError::invalid(pods, "web", &[FieldError::required("spec.containers", "")]);
-        assert_eq!(invalid.message, "Pod \"web\" is invalid: spec.containers: Required value");
-        assert_eq!(invalid.to_status()["details"]["causes"][0]["reason"], "FieldValueRequired");
+        let invalid =
+            ApiError::invalid(pods, "web", &[FieldError::required("spec.containers", "")]);
+        assert_eq!(
+            invalid.message,
+            "Pod \"web\" is invalid: spec.containers: Required value"
+        );
+        assert_eq!(
+            invalid.to_status()["details"]["causes"][0]["reason"],
+            "FieldValueRequired"
+        );
     }
 }

@@ -23,10 +23,17 @@ use crate::status::ApiError;
 #[derive(Debug)]
 pub enum WatchItem {
     /// ADDED, MODIFIED or DELETED.
-    Event { kind: &'static str, object: Arc<Value>, cached: Option<Arc<CachedEvent>> },
+    Event {
+        kind: &'static str,
+        object: Arc<Value>,
+        cached: Option<Arc<CachedEvent>>,
+    },
     /// A BOOKMARK at a revision; `initial_end` marks the end of the initial
     /// events of a `sendInitialEvents` watch.
-    Bookmark { revision: Revision, initial_end: bool },
+    Bookmark {
+        revision: Revision,
+        initial_end: bool,
+    },
     /// An ERROR event; the stream ends after it.
     Error(ApiError),
 }
@@ -74,8 +81,14 @@ pub fn start(registry: Registry, req: WatchRequest) -> mpsc::Receiver<WatchItem>
 /// Decides what a stored event means to this watcher, given its filter:
 /// an update that makes an object match is ADDED to it, one that makes it
 /// stop matching is DELETED.
-fn classify(req: &WatchRequest, kind: EventKind, object: &Value, prev: Option<&Value>) -> Option<&'static str> {
-    let matches = |o: &Value| registry::matches(req.info, o, &req.label, &req.field).unwrap_or(false);
+fn classify(
+    req: &WatchRequest,
+    kind: EventKind,
+    object: &Value,
+    prev: Option<&Value>,
+) -> Option<&'static str> {
+    let matches =
+        |o: &Value| registry::matches(req.info, o, &req.label, &req.field).unwrap_or(false);
     match kind {
         EventKind::Create => matches(object).then_some("ADDED"),
         EventKind::Delete => matches(object).then_some("DELETED"),
@@ -99,17 +112,31 @@ async fn run(registry: &Registry, req: &WatchRequest, tx: &mpsc::Sender<WatchIte
         Start::After(r) => r,
         Start::Now => cache.position(),
         Start::WithInitialState => {
-            let opts = ListOpts { label: req.label.clone(), field: req.field.clone(), ..Default::default() };
-            match registry.list(req.info, req.namespace.as_deref(), &opts).await {
+            let opts = ListOpts {
+                label: req.label.clone(),
+                field: req.field.clone(),
+                ..Default::default()
+            };
+            match registry
+                .list(req.info, req.namespace.as_deref(), &opts)
+                .await
+            {
                 Ok(list) => {
                     for item in list.items {
-                        let ev = WatchItem::Event { kind: "ADDED", object: Arc::new(item), cached: None };
+                        let ev = WatchItem::Event {
+                            kind: "ADDED",
+                            object: Arc::new(item),
+                            cached: None,
+                        };
                         if tx.send(ev).await.is_err() {
                             return;
                         }
                     }
                     if req.initial_events_end && req.bookmarks {
-                        let bm = WatchItem::Bookmark { revision: list.revision, initial_end: true };
+                        let bm = WatchItem::Bookmark {
+                            revision: list.revision,
+                            initial_end: true,
+                        };
                         if tx.send(bm).await.is_err() {
                             return;
                         }
@@ -127,7 +154,10 @@ async fn run(registry: &Registry, req: &WatchRequest, tx: &mpsc::Sender<WatchIte
     let mut position = cache.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while *position.borrow() < cursor {
-        if tokio::time::timeout_at(deadline, position.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, position.changed())
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -148,7 +178,11 @@ async fn run(registry: &Registry, req: &WatchRequest, tx: &mpsc::Sender<WatchIte
                         continue;
                     }
                     if let Some(kind) = classify(req, ev.kind, &ev.object, ev.prev.as_deref()) {
-                        let item = WatchItem::Event { kind, object: ev.object.clone(), cached: Some(ev.clone()) };
+                        let item = WatchItem::Event {
+                            kind,
+                            object: ev.object.clone(),
+                            cached: Some(ev.clone()),
+                        };
                         if tx.send(item).await.is_err() {
                             return;
                         }
@@ -176,10 +210,19 @@ async fn run(registry: &Registry, req: &WatchRequest, tx: &mpsc::Sender<WatchIte
 }
 
 /// A watch from before the cache's window: its own datastore watch.
-async fn from_datastore(registry: &Registry, req: &WatchRequest, prefix: &str, cursor: Revision, tx: &mpsc::Sender<WatchItem>) {
+async fn from_datastore(
+    registry: &Registry,
+    req: &WatchRequest,
+    prefix: &str,
+    cursor: Revision,
+    tx: &mpsc::Sender<WatchItem>,
+) {
     let mut stream = match registry.store().watch(prefix, cursor + 1).await {
         Ok(s) => s,
-        Err(kedge_datastore::Error::Compacted { requested, compacted }) => {
+        Err(kedge_datastore::Error::Compacted {
+            requested,
+            compacted,
+        }) => {
             let _ = tx
                 .send(WatchItem::Error(ApiError::expired(format!(
                     "too old resource version: {} ({compacted})",
@@ -189,7 +232,9 @@ async fn from_datastore(registry: &Registry, req: &WatchRequest, prefix: &str, c
             return;
         }
         Err(e) => {
-            let _ = tx.send(WatchItem::Error(ApiError::from_store(req.info, "", e))).await;
+            let _ = tx
+                .send(WatchItem::Error(ApiError::from_store(req.info, "", e)))
+                .await;
             return;
         }
     };

@@ -57,7 +57,12 @@ pub struct ServerArgs {
     pub tls_san: Vec<String>,
 
     /// Write the admin kubeconfig to this file.
-    #[arg(long, short = 'o', env = "KEDGE_KUBECONFIG_OUTPUT", default_value = "/etc/kedge/kedge.yaml")]
+    #[arg(
+        long,
+        short = 'o',
+        env = "KEDGE_KUBECONFIG_OUTPUT",
+        default_value = "/etc/kedge/kedge.yaml"
+    )]
     pub write_kubeconfig: PathBuf,
 
     /// File mode of the kubeconfig, in octal (e.g. 0644).
@@ -120,17 +125,23 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .tls_san
         .iter()
         .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse::<kedge_pki::San>().with_context(|| format!("--tls-san {s:?}")))
+        .map(|s| {
+            s.trim()
+                .parse::<kedge_pki::San>()
+                .with_context(|| format!("--tls-san {s:?}"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let tokens = match &args.token_auth_file {
         Some(path) => kedge_apiserver::TokenFile::load(path)?,
         None => kedge_apiserver::TokenFile::default(),
     };
-    let advertise = args.advertise_address.unwrap_or(if args.bind_address.is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        args.bind_address
-    });
+    let advertise = args
+        .advertise_address
+        .unwrap_or(if args.bind_address.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            args.bind_address
+        });
     // Catch SIGTERM before saying "ready", so a stop that follows at once is
     // a clean shutdown rather than the default kill.
     let signal = shutdown_signal()?;
@@ -161,8 +172,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }
     }
     let tls_dir = kedge_pki::layout::tls_dir(&args.data_dir);
-    let pki = kedge_pki::ServerPki::load_or_create(&tls_dir, &pki_options, std::time::SystemTime::now())
-        .context("set up the cluster certificates")?;
+    let pki =
+        kedge_pki::ServerPki::load_or_create(&tls_dir, &pki_options, std::time::SystemTime::now())
+            .context("set up the cluster certificates")?;
     let tls = kedge_apiserver::tls_config(&kedge_apiserver::TlsMaterial {
         cert_chain: pki.serving_cert_chain_der(),
         key_pkcs8: pki.serving_key_der().to_vec(),
@@ -172,13 +184,25 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listen on {listen} (is another server running? choose another --https-listen-port)"))?;
+        .with_context(|| {
+            format!(
+                "listen on {listen} (is another server running? choose another --https-listen-port)"
+            )
+        })?;
     let port = listener.local_addr()?.port();
     let advertise_address = SocketAddr::new(advertise, port).to_string();
-    let config = kedge_apiserver::Config { advertise_address: advertise_address.clone(), ..Default::default() };
-    let api = kedge_apiserver::ApiServer::start(store.clone(), Arc::new(kedge_datastore::SystemClock), config, tokens)
-        .await
-        .context("start the API server")?;
+    let config = kedge_apiserver::Config {
+        advertise_address: advertise_address.clone(),
+        ..Default::default()
+    };
+    let api = kedge_apiserver::ApiServer::start(
+        store.clone(),
+        Arc::new(kedge_datastore::SystemClock),
+        config,
+        tokens,
+    )
+    .await
+    .context("start the API server")?;
 
     let server_url = format!("https://{advertise_address}");
     kedge_pki::write_kubeconfig(
@@ -205,7 +229,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 }
 
 fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_lowercase()).filter(|h| !h.is_empty())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| !h.is_empty())
 }
 
 /// Installs the SIGINT and SIGTERM handlers now, and returns a future that

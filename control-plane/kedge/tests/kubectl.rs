@@ -44,12 +44,29 @@ fn discovery_version_and_cluster_info() {
     let info = c.ok(&["cluster-info"]);
     assert!(info.contains("is running at https://127.0.0.1:"), "{info}");
     let version = c.ok(&["version", "-o", "json"]);
-    assert!(version.contains("\"gitVersion\": \"v1.32.0+kedge"), "{version}");
+    assert!(
+        version.contains("\"gitVersion\": \"v1.32.0+kedge"),
+        "{version}"
+    );
     let resources = c.ok(&["api-resources"]);
-    for want in ["pods", "deployments", "leases", "endpointslices", "cronjobs", "namespaces"] {
-        assert!(resources.lines().any(|l| l.starts_with(want)), "{want} missing:\n{resources}");
+    for want in [
+        "pods",
+        "deployments",
+        "leases",
+        "endpointslices",
+        "cronjobs",
+        "namespaces",
+    ] {
+        assert!(
+            resources.lines().any(|l| l.starts_with(want)),
+            "{want} missing:\n{resources}"
+        );
     }
-    assert!(resources.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")));
+    assert!(
+        resources
+            .lines()
+            .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1"))
+    );
     let ns = c.ok(&["get", "namespaces", "-o", "name"]);
     for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
@@ -60,14 +77,23 @@ fn discovery_version_and_cluster_info() {
 fn anonymous_requests_get_401_and_tokens_authenticate() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, "s3cret-admin,alice,1001,\"system:masters\"\ns3cret-user,bob,1002\n").unwrap();
+    std::fs::write(
+        &tokens,
+        "s3cret-admin,alice,1001,\"system:masters\"\ns3cret-user,bob,1002\n",
+    )
+    .unwrap();
     let mut cmd = common::kedge(dir.path(), "");
     cmd.arg("--token-auth-file").arg(&tokens);
     let (child, _log) = common::start_until(cmd, "Kubernetes API ready");
     let kubeconfig = dir.path().join("kubeconfig.yaml");
     let server = String::from_utf8(
         std::process::Command::new(common::KUBECTL)
-            .args(["config", "view", "-o", "jsonpath={.clusters[0].cluster.server}"])
+            .args([
+                "config",
+                "view",
+                "-o",
+                "jsonpath={.clusters[0].cluster.server}",
+            ])
             .env("KUBECONFIG", &kubeconfig)
             .output()
             .unwrap()
@@ -75,27 +101,51 @@ fn anonymous_requests_get_401_and_tokens_authenticate() {
     )
     .unwrap();
     let ca = dir.path().join("server/tls/server-ca.crt");
-    let kubectl_as = |token: Option<&str>, args: &[&str]| {
-        let mut cmd = std::process::Command::new(common::KUBECTL);
-        cmd.arg("--server").arg(&server).arg("--certificate-authority").arg(&ca).env("KUBECONFIG", "/dev/null").env("HOME", dir.path());
-        if let Some(t) = token {
-            cmd.arg("--token").arg(t);
-        }
-        cmd.args(args).output().unwrap()
+    let kubectl_as = |token: &str, args: &[&str]| {
+        std::process::Command::new(common::KUBECTL)
+            .arg("--server")
+            .arg(&server)
+            .arg("--certificate-authority")
+            .arg(&ca)
+            .arg("--token")
+            .arg(token)
+            .env("KUBECONFIG", "/dev/null")
+            .env("HOME", dir.path())
+            .args(args)
+            .output()
+            .unwrap()
     };
-    let anon = kubectl_as(None, &["get", "--raw", "/api/v1/namespaces"]);
-    assert!(!anon.status.success());
-    let err = String::from_utf8_lossy(&anon.stderr);
-    assert!(err.contains("Unauthorized"), "{err}");
-    let bad = kubectl_as(Some("wrong"), &["get", "--raw", "/healthz"]);
+    // kubectl without credentials prompts for them, so ask with curl.
+    let anon = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&ca)
+        .arg(format!("{server}/api/v1/namespaces"))
+        .output()
+        .expect("curl is installed by scripts/setup.sh");
+    let body = String::from_utf8_lossy(&anon.stdout);
+    assert!(
+        body.contains("\"code\":401") && body.contains("Unauthorized"),
+        "{body}"
+    );
+    let bad = kubectl_as("wrong", &["get", "--raw", "/healthz"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Unauthorized"));
-    let admin = kubectl_as(Some("s3cret-admin"), &["get", "namespaces", "-o", "name"]);
-    assert!(admin.status.success(), "{}", String::from_utf8_lossy(&admin.stderr));
-    let user = kubectl_as(Some("s3cret-user"), &["get", "pods", "-n", "default"]);
+    let admin = kubectl_as("s3cret-admin", &["get", "namespaces", "-o", "name"]);
+    assert!(
+        admin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
+    let user = kubectl_as("s3cret-user", &["get", "pods", "-n", "default"]);
     let err = String::from_utf8_lossy(&user.stderr);
-    assert!(err.contains("User \"bob\" cannot list resource \"pods\""), "{err}");
-    let user_version = kubectl_as(Some("s3cret-user"), &["get", "--raw", "/version"]);
-    assert!(user_version.status.success(), "discovery is open to every authenticated user");
+    assert!(
+        err.contains("User \"bob\" cannot list resource \"pods\""),
+        "{err}"
+    );
+    let user_version = kubectl_as("s3cret-user", &["get", "--raw", "/version"]);
+    assert!(
+        user_version.status.success(),
+        "discovery is open to every authenticated user"
+    );
     common::stop(child);
 }
 
@@ -104,38 +154,107 @@ fn create_get_apply_patch_replace_delete() {
     let c = Cluster::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "deploy.yaml", DEPLOYMENT);
-    assert!(c.ok(&["create", "-f", &file]).contains("deployment.apps/web created"));
+    assert!(
+        c.ok(&["create", "-f", &file])
+            .contains("deployment.apps/web created")
+    );
     assert!(c.fails(&["create", "-f", &file]).contains("AlreadyExists"));
     // Apply over a created object, then again: unchanged.
     c.ok(&["apply", "-f", &file]);
-    assert!(c.ok(&["apply", "-f", &file]).contains("deployment.apps/web unchanged"));
+    assert!(
+        c.ok(&["apply", "-f", &file])
+            .contains("deployment.apps/web unchanged")
+    );
     // Apply with a field removed: the env var goes away, merged by name.
     let trimmed = DEPLOYMENT.replace("        - {name: B, value: \"2\"}\n", "");
     let file2 = write(dir.path(), "deploy2.yaml", &trimmed);
-    assert!(c.ok(&["diff", "-f", &file2]).is_empty() || true);
+    let diff = c.kubectl(&["diff", "-f", &file2]);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "kubectl diff exits 1 when there are differences"
+    );
+    let diff = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        diff.contains("-        - name: B") || diff.contains("-        name: B"),
+        "{diff}"
+    );
     assert!(c.ok(&["apply", "-f", &file2]).contains("configured"));
-    let env = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"]);
+    let env = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[*].name}",
+    ]);
     assert_eq!(env, "A");
     // Server-side defaults are visible.
-    let strategy = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.strategy.type} {.spec.revisionHistoryLimit} {.metadata.generation}"]);
+    let strategy = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.strategy.type} {.spec.revisionHistoryLimit} {.metadata.generation}",
+    ]);
     assert_eq!(strategy, "RollingUpdate 10 2");
     // Output formats.
     let json = c.ok(&["get", "deploy", "web", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["kind"], "Deployment");
-    assert!(v["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap() > 0);
-    assert!(c.ok(&["get", "deploy", "web", "-o", "yaml"]).contains("kind: Deployment"));
+    assert!(
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        c.ok(&["get", "deploy", "web", "-o", "yaml"])
+            .contains("kind: Deployment")
+    );
     let wide = c.ok(&["get", "deploy", "-o", "wide"]);
-    assert!(wide.contains("READY") && wide.contains("IMAGES") && wide.contains("nginx:1.25"), "{wide}");
+    assert!(
+        wide.contains("READY") && wide.contains("IMAGES") && wide.contains("nginx:1.25"),
+        "{wide}"
+    );
     // Labels and annotations.
     c.ok(&["label", "deploy", "web", "tier=front"]);
     c.ok(&["annotate", "deploy", "web", "owner=me"]);
-    assert_eq!(c.ok(&["get", "deploy", "-l", "tier=front", "-o", "name"]).trim(), "deployment.apps/web");
-    assert_eq!(c.ok(&["get", "deploy", "-l", "tier!=front", "-o", "name"]).trim(), "");
+    assert_eq!(
+        c.ok(&["get", "deploy", "-l", "tier=front", "-o", "name"])
+            .trim(),
+        "deployment.apps/web"
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "-l", "tier!=front", "-o", "name"])
+            .trim(),
+        ""
+    );
     // All three patch types.
-    c.ok(&["patch", "deploy", "web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#]);
-    c.ok(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"m":"1"}}}"#]);
-    c.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.26"}]}}}}"#]);
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+    ]);
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"m":"1"}}}"#,
+    ]);
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.26"}]}}}}"#,
+    ]);
     let state = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.labels.m} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[0].name}"]);
     assert_eq!(state, "3 1 nginx:1.26 A");
     // Replace, describe, scale, delete.
@@ -143,14 +262,33 @@ fn create_get_apply_patch_replace_delete() {
     let replaced = current.replace("nginx:1.26", "nginx:1.27");
     c.ok_stdin(&["replace", "-f", "-"], &replaced);
     // A stale resourceVersion conflicts.
-    let err = c.kubectl_cmd(&["replace", "-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().map(|mut ch| {
-        ch.stdin.take().unwrap().write_all(replaced.as_bytes()).unwrap();
-        ch.wait_with_output().unwrap()
-    }).unwrap();
-    assert!(String::from_utf8_lossy(&err.stderr).contains("the object has been modified"), "{}", String::from_utf8_lossy(&err.stderr));
+    let err = c
+        .kubectl_cmd(&["replace", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map(|mut ch| {
+            ch.stdin
+                .take()
+                .unwrap()
+                .write_all(replaced.as_bytes())
+                .unwrap();
+            ch.wait_with_output().unwrap()
+        })
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("the object has been modified"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
     assert!(c.ok(&["describe", "deploy", "web"]).contains("nginx:1.27"));
     c.ok(&["scale", "deploy", "web", "--replicas=5"]);
-    let scale = c.ok(&["get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale"]);
+    let scale = c.ok(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]);
     let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
     assert_eq!(scale["spec"]["replicas"], 5);
     assert_eq!(scale["status"]["selector"], "app=web");
@@ -162,57 +300,131 @@ fn create_get_apply_patch_replace_delete() {
 fn edit_through_kube_editor() {
     let c = Cluster::sqlite();
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {color: red}\n");
+    let file = write(
+        dir.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {color: red}\n",
+    );
     c.ok(&["apply", "-f", &file]);
-    let out = c.kubectl_cmd(&["edit", "configmap", "settings"]).env("KUBE_EDITOR", "sed -i s/red/blue/").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(c.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.color}"]), "blue");
+    let out = c
+        .kubectl_cmd(&["edit", "configmap", "settings"])
+        .env("KUBE_EDITOR", "sed -i s/red/blue/")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.color}"]),
+        "blue"
+    );
 }
 
 #[test]
 fn get_watch_sees_a_concurrent_change() {
     let c = Cluster::sqlite();
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {v: \"1\"}\n");
+    let file = write(
+        dir.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {v: \"1\"}\n",
+    );
     c.ok(&["apply", "-f", &file]);
     let mut watcher = c
-        .kubectl_cmd(&["get", "configmaps", "-w", "-o", "jsonpath={.metadata.name}={.data.v}{\"\\n\"}"])
+        .kubectl_cmd(&[
+            "get",
+            "configmaps",
+            "-w",
+            "-o",
+            "jsonpath={.metadata.name}={.data.v}{\"\\n\"}",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    c.ok(&["patch", "cm", "watched", "--type=merge", "-p", r#"{"data":{"v":"2"}}"#]);
+    c.ok(&[
+        "patch",
+        "cm",
+        "watched",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"v":"2"}}"#,
+    ]);
     c.ok(&["delete", "cm", "watched"]);
     std::thread::sleep(Duration::from_secs(1));
     let _ = watcher.kill();
     let out = watcher.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("watched=1"), "initial state missing: {text}");
-    assert!(text.contains("watched=2"), "the change was not seen: {text}");
+    assert!(
+        text.contains("watched=2"),
+        "the change was not seen: {text}"
+    );
 }
 
 #[test]
 fn bad_input_gets_upstream_status_codes_and_writes_nothing() {
     let c = Cluster::sqlite();
     let dir = tempfile::tempdir().unwrap();
-    let raw = |file: &str| c.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", file]);
-    let malformed = write(dir.path(), "bad.json", "{\"apiVersion\": \"v1\", \"kind\": ");
+    let raw = |file: &str| {
+        c.kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            file,
+        ])
+    };
+    let malformed = write(
+        dir.path(),
+        "bad.json",
+        "{\"apiVersion\": \"v1\", \"kind\": ",
+    );
     let err = String::from_utf8_lossy(&raw(&malformed).stderr).into_owned();
-    assert!(err.contains("BadRequest") || err.contains("json parse error"), "{err}");
-    let wrong_version = write(dir.path(), "wrong.json", r#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#);
+    assert!(
+        err.contains("BadRequest") || err.contains("json parse error"),
+        "{err}"
+    );
+    let wrong_version = write(
+        dir.path(),
+        "wrong.json",
+        r#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#,
+    );
     let err = String::from_utf8_lossy(&raw(&wrong_version).stderr).into_owned();
-    assert!(err.contains("does not match the expected API version"), "{err}");
-    let bad_name = write(dir.path(), "name.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n");
+    assert!(
+        err.contains("does not match the expected API version"),
+        "{err}"
+    );
+    let bad_name = write(
+        dir.path(),
+        "name.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n",
+    );
     let err = c.fails(&["create", "-f", &bad_name]);
-    assert!(err.contains("is invalid") && err.contains("metadata.name"), "{err}");
-    let unknown = write(dir.path(), "unknown.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: u}\nbogus: 1\n");
+    assert!(
+        err.contains("is invalid") && err.contains("metadata.name"),
+        "{err}"
+    );
+    let unknown = write(
+        dir.path(),
+        "unknown.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: u}\nbogus: 1\n",
+    );
     let err = c.fails(&["create", "-f", &unknown]);
     assert!(err.contains("unknown field \"bogus\""), "{err}");
-    let big = format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"x\":\"{}\"}}}}", "a".repeat(3 * 1024 * 1024));
+    let big = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(3 * 1024 * 1024)
+    );
     let big = write(dir.path(), "big.json", &big);
     let err = String::from_utf8_lossy(&raw(&big).stderr).into_owned();
-    assert!(err.contains("Request entity too large") || err.contains("413"), "{err}");
+    assert!(
+        err.contains("Request entity too large") || err.contains("413"),
+        "{err}"
+    );
     // Nothing was written.
     assert_eq!(c.ok(&["get", "configmaps", "-o", "name"]).trim(), "");
 }
@@ -220,13 +432,39 @@ fn bad_input_gets_upstream_status_codes_and_writes_nothing() {
 #[test]
 fn namespaces_empty_before_they_go() {
     let c = Cluster::sqlite();
-    c.ok(&["create", "namespace", "team"]);
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: team}\n");
+    let ns = write(
+        dir.path(),
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
+    );
+    c.ok(&["apply", "-f", &ns]);
+    let file = write(
+        dir.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: team}\n",
+    );
     c.ok(&["apply", "-f", &file]);
-    let missing = write(dir.path(), "missing.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: nowhere}\n");
-    assert!(c.fails(&["apply", "-f", &missing]).contains("namespaces \"nowhere\" not found"));
-    c.ok(&["delete", "namespace", "team", "--wait=true", "--timeout=30s"]);
+    let missing = write(
+        dir.path(),
+        "missing.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: nowhere}\n",
+    );
+    assert!(
+        c.fails(&["apply", "-f", &missing])
+            .contains("namespaces \"nowhere\" not found")
+    );
+    c.ok(&[
+        "delete",
+        "namespace",
+        "team",
+        "--wait=true",
+        "--timeout=30s",
+    ]);
     assert!(c.fails(&["get", "namespace", "team"]).contains("NotFound"));
-    assert_eq!(c.ok(&["get", "configmaps", "-n", "team", "-o", "name"]).trim(), "");
+    assert_eq!(
+        c.ok(&["get", "configmaps", "-n", "team", "-o", "name"])
+            .trim(),
+        ""
+    );
 }

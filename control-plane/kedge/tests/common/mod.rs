@@ -49,7 +49,10 @@ pub fn start_until(mut cmd: Command, ready: &str) -> (Child, mpsc::Receiver<Stri
             Ok(line) => seen.push(line),
             Err(_) => {
                 let _ = child.kill();
-                panic!("kedge server did not get ready; it said:\n{}", seen.join("\n"));
+                panic!(
+                    "kedge server did not get ready; it said:\n{}",
+                    seen.join("\n")
+                );
             }
         }
     }
@@ -62,7 +65,11 @@ pub fn start(cmd: Command) -> (Child, mpsc::Receiver<String>) {
 
 /// SIGTERM, as systemd stops it, and expect a clean exit.
 pub fn stop(mut child: Child) {
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "kedge server exited with {status}");
 }
@@ -113,7 +120,11 @@ impl Cluster {
             if out.status.success() {
                 return;
             }
-            assert!(Instant::now() < deadline, "the API never became ready: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                Instant::now() < deadline,
+                "the API never became ready: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -165,8 +176,19 @@ impl Cluster {
     #[track_caller]
     pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
         use std::io::Write;
-        let mut child = self.kubectl_cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let mut child = self
+            .kubectl_cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
@@ -189,12 +211,21 @@ impl Cluster {
     pub fn admin_pems(&self) -> (String, String, String) {
         let tls = self.data_dir.join("server/tls");
         let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
-        (read("server-ca.crt"), read("client-admin.crt"), read("client-admin.key"))
+        (
+            read("server-ca.crt"),
+            read("client-admin.crt"),
+            read("client-admin.key"),
+        )
     }
 
     /// The server's URL, from the kubeconfig.
     pub fn server_url(&self) -> String {
-        self.ok(&["config", "view", "-o", "jsonpath={.clusters[0].cluster.server}"])
+        self.ok(&[
+            "config",
+            "view",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])
     }
 }
 
