@@ -126,9 +126,9 @@ async fn serve(
         if m == Method::GET || m == Method::HEAD {
             Ok(())
         } else {
-            Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            )))
+            Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource".to_string(),
+            ))
         }
     };
     match route {
@@ -346,17 +346,16 @@ async fn resource(
     if info.namespaced && ns.is_none() && !matches!(rr.verb, Verb::List | Verb::Watch) {
         return Err(ApiError::path_not_found());
     }
-    if let Some(name) = rr.name.as_deref() {
-        if name.is_empty()
+    if let Some(name) = rr.name.as_deref()
+        && (name.is_empty()
             || name == "."
             || name == ".."
             || name.contains('/')
-            || name.contains('%')
-        {
-            return Err(ApiError::bad_request(format!(
-                "{name:?} is not a valid name in a path"
-            )));
-        }
+            || name.contains('%'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{name:?} is not a valid name in a path"
+        )));
     }
     let output = request::negotiate(accept).ok_or_else(|| {
         ApiError::not_acceptable("only the following media types are accepted: application/json, application/json;as=Table;g=meta.k8s.io;v=v1, application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")

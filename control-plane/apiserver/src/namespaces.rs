@@ -47,10 +47,10 @@ pub async fn finalize(
         .cloned()
         .unwrap_or(json!([]));
     let mut ns = registry.get(info, None, name, None).await?;
-    if let Some(rv) = object::resource_version(&body) {
-        if Some(rv) != object::resource_version(&ns) {
-            return Err(ApiError::modified(info, name));
-        }
+    if let Some(rv) = object::resource_version(&body)
+        && Some(rv) != object::resource_version(&ns)
+    {
+        return Err(ApiError::modified(info, name));
     }
     ns["spec"]["finalizers"] = finalizers;
     let done = object::is_deleting(&ns)

@@ -468,16 +468,15 @@ impl Registry {
                 .get("name")
                 .and_then(Value::as_str)
                 .is_some_and(|n| !n.is_empty());
-            if !has_name {
-                if let Some(base) = meta
+            if !has_name
+                && let Some(base) = meta
                     .get("generateName")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
-                {
-                    let base: String = base.chars().take(58).collect();
-                    let name = format!("{base}{}", random_suffix());
-                    meta.insert("name".into(), json!(name));
-                }
+            {
+                let base: String = base.chars().take(58).collect();
+                let name = format!("{base}{}", random_suffix());
+                meta.insert("name".into(), json!(name));
             }
             meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             meta.insert("creationTimestamp".into(), json!(now));
@@ -588,10 +587,10 @@ impl Registry {
         };
         let mut current = self.read(info, ns, name).await?;
         for _ in 0..MAX_RETRIES {
-            if let Some(rv) = precondition {
-                if rv != current.mod_revision {
-                    return Err(ApiError::modified(info, name));
-                }
+            if let Some(rv) = precondition
+                && rv != current.mod_revision
+            {
+                return Err(ApiError::modified(info, name));
             }
             let old = from_kv(&current)?;
             match self
@@ -634,10 +633,10 @@ impl Registry {
                 Some(rv) if Some(rv) != object::resource_version(&old) => Some(parse_rv(rv)?),
                 _ => None,
             };
-            if let Some(rv) = precondition {
-                if rv != current.mod_revision {
-                    return Err(ApiError::modified(info, name));
-                }
+            if let Some(rv) = precondition
+                && rv != current.mod_revision
+            {
+                return Err(ApiError::modified(info, name));
             }
             let (obj, warnings) = self.decode_body(info, patched, opts)?;
             if object::name(&obj) != Some(name) {
@@ -1174,19 +1173,20 @@ fn prepare_update(info: &ResourceInfo, sub: Option<Subresource>, old: &Value, ne
         o
     } else {
         let mut o = new;
-        if info.has(Subresource::Status) {
-            if let Some(map) = o.as_object_mut() {
-                match old.get("status") {
-                    Some(s) => map.insert("status".into(), s.clone()),
-                    None => map.remove("status"),
-                };
-            }
+        if info.has(Subresource::Status)
+            && let Some(map) = o.as_object_mut()
+        {
+            match old.get("status") {
+                Some(s) => map.insert("status".into(), s.clone()),
+                None => map.remove("status"),
+            };
         }
         // Namespace finalizers change only through /finalize.
-        if info.group.is_empty() && info.kind == "Namespace" {
-            if let Some(f) = old.pointer("/spec/finalizers") {
-                o["spec"]["finalizers"] = f.clone();
-            }
+        if info.group.is_empty()
+            && info.kind == "Namespace"
+            && let Some(f) = old.pointer("/spec/finalizers")
+        {
+            o["spec"]["finalizers"] = f.clone();
         }
         o
     };
@@ -1206,10 +1206,9 @@ fn prepare_update(info: &ResourceInfo, sub: Option<Subresource>, old: &Value, ne
     if meta
         .get("uid")
         .is_none_or(|u| u.as_str().is_some_and(str::is_empty))
+        && let Some(uid) = old_meta.get("uid")
     {
-        if let Some(uid) = old_meta.get("uid") {
-            meta.insert("uid".into(), uid.clone());
-        }
+        meta.insert("uid".into(), uid.clone());
     }
     meta.remove("managedFields");
     meta.remove("selfLink");

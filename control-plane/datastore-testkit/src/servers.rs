@@ -144,10 +144,10 @@ impl Supervised {
     /// Stops the server, and waits for the watchdog to remove the data
     /// directory unless `keep_data`.
     fn stop(&mut self, keep_data: bool) {
-        if let Some(mut stdin) = self.stdin.take() {
-            if keep_data {
-                let _ = stdin.write_all(b"keep\n");
-            }
+        if let Some(mut stdin) = self.stdin.take()
+            && keep_data
+        {
+            let _ = stdin.write_all(b"keep\n");
         }
         let _ = self.watchdog.wait();
     }

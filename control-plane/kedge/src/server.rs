@@ -163,13 +163,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let revision = store.current_revision().await?;
     info!(datastore = %endpoint.redacted(), revision, "datastore ready");
 
-    let mut pki_options = kedge_pki::PkiOptions::default();
-    pki_options.extra_sans = sans;
+    let mut pki_options = kedge_pki::PkiOptions { extra_sans: sans };
     pki_options.extra_sans.push(kedge_pki::San::Ip(advertise));
-    if let Some(host) = hostname() {
-        if let Ok(san) = host.parse::<kedge_pki::San>() {
-            pki_options.extra_sans.push(san);
-        }
+    if let Some(host) = hostname()
+        && let Ok(san) = host.parse::<kedge_pki::San>()
+    {
+        pki_options.extra_sans.push(san);
     }
     let tls_dir = kedge_pki::layout::tls_dir(&args.data_dir);
     let pki =
