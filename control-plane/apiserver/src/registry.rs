@@ -696,6 +696,7 @@ impl Registry {
         if object::is_deleting(&obj)
             && object::finalizers(&obj).is_empty()
             && !pending_grace(info, &obj)
+            && !namespace_finalizing(info, &obj)
         {
             if opts.dry_run {
                 return Ok(Attempt::Done(Written {
@@ -1057,6 +1058,17 @@ fn pending_grace(info: &ResourceInfo, obj: &Value) -> bool {
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64)
             .is_some_and(|g| g > 0)
+}
+
+/// A namespace stays while its `spec.finalizers` (the namespace task's
+/// `kubernetes`) are not done.
+fn namespace_finalizing(info: &ResourceInfo, obj: &Value) -> bool {
+    info.group.is_empty()
+        && info.kind == "Namespace"
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
 }
 
 /// Status is set by the system, not by the creator, for most types.

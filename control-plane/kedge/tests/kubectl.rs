@@ -445,6 +445,12 @@ fn namespaces_empty_before_they_go() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: team}\n",
     );
     c.ok(&["apply", "-f", &file]);
+    let held = write(
+        dir.path(),
+        "held.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: team, finalizers: [example.com/hold]}\n",
+    );
+    c.ok(&["apply", "-f", &held]);
     let missing = write(
         dir.path(),
         "missing.yaml",
@@ -454,17 +460,160 @@ fn namespaces_empty_before_they_go() {
         c.fails(&["apply", "-f", &missing])
             .contains("namespaces \"nowhere\" not found")
     );
-    c.ok(&[
-        "delete",
-        "namespace",
-        "team",
-        "--wait=true",
-        "--timeout=30s",
-    ]);
-    assert!(c.fails(&["get", "namespace", "team"]).contains("NotFound"));
+    c.ok(&["delete", "namespace", "team", "--wait=false"]);
+    // The finalizer holds one object, so the namespace stays Terminating
+    // and takes nothing new.
+    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        c.ok(&["get", "configmaps", "-n", "team", "-o", "name"])
-            .trim(),
-        ""
+        c.ok(&["get", "namespace", "team", "-o", "jsonpath={.status.phase}"]),
+        "Terminating"
     );
+    assert!(
+        c.fails(&["get", "cm", "a", "-n", "team"])
+            .contains("NotFound")
+    );
+    let deleting = c.ok(&[
+        "get",
+        "cm",
+        "held",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert!(
+        !deleting.is_empty(),
+        "the held object is marked for deletion"
+    );
+    let late = write(
+        dir.path(),
+        "late.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late, namespace: team}\n",
+    );
+    let err = c.fails(&["create", "-f", &late]);
+    assert!(err.contains("because it is being terminated"), "{err}");
+    // Releasing the finalizer lets the object, then the namespace, go.
+    c.ok(&[
+        "patch",
+        "cm",
+        "held",
+        "-n",
+        "team",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    c.ok(&["wait", "--for=delete", "namespace/team", "--timeout=30s"]);
+    assert!(c.fails(&["get", "namespace", "team"]).contains("NotFound"));
+}
+
+#[test]
+fn resource_versions_exact_reads_and_410_after_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::kedge(dir.path(), "");
+    cmd.args([
+        "--datastore-compact-interval",
+        "1s",
+        "--datastore-compact-retain",
+        "2",
+    ]);
+    let (child, _log) = common::start_until(cmd, "Kubernetes API ready");
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    let home = tempfile::tempdir().unwrap();
+    let kubectl = |args: &[&str]| {
+        std::process::Command::new(common::KUBECTL)
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    let cm = write(
+        dir.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: rv}\ndata: {v: \"1\"}\n",
+    );
+    assert!(kubectl(&["apply", "-f", &cm]).status.success());
+    let first = String::from_utf8(
+        kubectl(&[
+            "get",
+            "cm",
+            "rv",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    // An exact list at that revision sees the state as it was then.
+    for v in 2..6 {
+        let out = kubectl(&[
+            "patch",
+            "cm",
+            "rv",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"data":{{"v":"{v}"}}}}"#),
+        ]);
+        assert!(out.status.success());
+    }
+    // Compaction (every second, keeping 2 revisions) drops revision `first`.
+    std::thread::sleep(Duration::from_millis(2500));
+    let list = kubectl(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?resourceVersion={first}&resourceVersionMatch=Exact"
+        ),
+    ]);
+    let err = String::from_utf8_lossy(&list.stderr);
+    assert!(
+        err.contains("Expired") || err.contains("too old"),
+        "an exact list at a compacted revision is 410: {err}"
+    );
+    // The watch cache still holds those events in memory, as upstream's
+    // does, so a watch from there is served. After a restart the cache
+    // starts empty, and a watch from a compacted revision gets 410.
+    common::stop(child);
+    let mut cmd = common::kedge(dir.path(), "");
+    cmd.args([
+        "--datastore-compact-interval",
+        "1s",
+        "--datastore-compact-retain",
+        "2",
+    ]);
+    let (child, _log) = common::start_until(cmd, "Kubernetes API ready");
+    let watch = kubectl(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={first}&timeoutSeconds=2"
+        ),
+    ]);
+    let body = String::from_utf8_lossy(&watch.stdout);
+    assert!(
+        body.contains("\"type\":\"ERROR\"") && body.contains("\"code\":410"),
+        "a watch from a compacted revision gets 410: {body}"
+    );
+    // A watch from a live revision streams the changes after it.
+    let now = String::from_utf8(
+        kubectl(&[
+            "get",
+            "cm",
+            "rv",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let list_now = kubectl(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?resourceVersion={now}&resourceVersionMatch=Exact"
+        ),
+    ]);
+    assert!(String::from_utf8_lossy(&list_now.stdout).contains("\"v\":\"5\""));
+    common::stop(child);
 }
