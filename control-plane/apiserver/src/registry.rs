@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kedge_apimachinery::field::FieldError;
 use kedge_apimachinery::patch::{self, PatchType};
 use kedge_apimachinery::selector::{FieldSelector, LabelSelector};
 use kedge_datastore::{Clock, KeyValue, ListRequest, Revision, Store, WriteOptions};
@@ -326,7 +325,7 @@ impl Registry {
             at = Some(page.revision);
             for kv in &page.kvs {
                 let obj = from_kv(kv)?;
-                if !filtering || self.matches(info, &obj, opts)? {
+                if !filtering || matches(info, &obj, &opts.label, &opts.field)? {
                     items.push(obj);
                 }
             }
@@ -344,11 +343,6 @@ impl Registry {
             revision,
             continue_token: token,
         })
-    }
-
-    /// Whether an object passes the label and field selectors.
-    pub fn matches(&self, info: &ResourceInfo, obj: &Value, opts: &ListOpts) -> ApiResult<bool> {
-        matches(info, obj, &opts.label, &opts.field)
     }
 
     /// Decodes a body through its type: checks apiVersion and kind, drops
@@ -427,13 +421,8 @@ impl Registry {
         let nsobj = from_kv(&kv)?;
         if object::is_deleting(&nsobj) {
             let mut err = ApiError::forbidden(format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                info.group_resource(),
-                "",
-            ));
-            err.message = format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
-            );
+            ));
             err.details = Some(
                 json!({"group": info.group, "kind": info.plural, "causes": [{
                     "reason": "NamespaceTerminating",
@@ -1305,9 +1294,4 @@ pub fn matches(
         Some(e) => Err(ApiError::bad_request(e)),
         None => Ok(ok),
     }
-}
-
-/// The errors of a field error list, for callers outside this module.
-pub fn invalid(info: &ResourceInfo, name: &str, errors: &[FieldError]) -> ApiError {
-    ApiError::invalid(info, name, errors)
 }
