@@ -570,35 +570,11 @@ impl Registry {
             }
             _ => {}
         }
-        let precondition = match object::resource_version(&obj) {
-            Some(rv) => Some(parse_rv(rv)?),
-            None => None,
-        };
-        let mut current = self.read(info, ns, name).await?;
-        for _ in 0..MAX_RETRIES {
-            if let Some(rv) = precondition
-                && rv != current.mod_revision
-            {
-                return Err(ApiError::modified(info, name));
-            }
-            let old = from_kv(&current)?;
-            match self
-                .write_update(info, ns, name, sub, &old, &current, obj.clone(), opts)
-                .await?
-            {
-                Attempt::Done(mut written) => {
-                    written.warnings = warnings;
-                    return Ok(written);
-                }
-                Attempt::Conflict(now) => {
-                    if precondition.is_some() {
-                        return Err(ApiError::modified(info, name));
-                    }
-                    current = now;
-                }
-            }
-        }
-        Err(ApiError::modified(info, name))
+        let precondition = object::resource_version(&obj).map(parse_rv).transpose()?;
+        self.guaranteed_update(info, ns, name, sub, opts, |_old| {
+            Ok((obj.clone(), warnings.clone(), precondition))
+        })
+        .await
     }
 
     /// PATCH, of the object or of its status.
@@ -613,26 +589,45 @@ impl Registry {
         patch_doc: &Value,
         opts: &WriteOpts,
     ) -> ApiResult<Written> {
-        let mut current = self.read(info, ns, name).await?;
-        for _ in 0..MAX_RETRIES {
-            let mut old = from_kv(&current)?;
-            object::set_type_meta(&mut old, info);
-            let patched = apply_patch(info, &old, patch_type, patch_doc)?;
+        self.guaranteed_update(info, ns, name, sub, opts, |old| {
+            let patched = apply_patch(info, old, patch_type, patch_doc)?;
+            // A resourceVersion the patch sets is a precondition.
             let precondition = match object::resource_version(&patched) {
-                Some(rv) if Some(rv) != object::resource_version(&old) => Some(parse_rv(rv)?),
+                Some(rv) if Some(rv) != object::resource_version(old) => Some(parse_rv(rv)?),
                 _ => None,
             };
-            if let Some(rv) = precondition
-                && rv != current.mod_revision
-            {
-                return Err(ApiError::modified(info, name));
-            }
             let (obj, warnings) = self.decode_body(info, patched, opts)?;
             if object::name(&obj) != Some(name) {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",
                     object::name(&obj).unwrap_or_default()
                 )));
+            }
+            Ok((obj, warnings, precondition))
+        })
+        .await
+    }
+
+    /// Reads the object, asks `next` for the object to write (with its
+    /// warnings and resourceVersion precondition), and writes it with
+    /// compare-and-swap; a lost CAS re-reads and asks again, unless the
+    /// request named a resourceVersion, which then conflicts (409).
+    async fn guaranteed_update(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<Subresource>,
+        opts: &WriteOpts,
+        mut next: impl FnMut(&Value) -> ApiResult<(Value, Vec<String>, Option<Revision>)>,
+    ) -> ApiResult<Written> {
+        let mut current = self.read(info, ns, name).await?;
+        for _ in 0..MAX_RETRIES {
+            let mut old = from_kv(&current)?;
+            object::set_type_meta(&mut old, info);
+            let (obj, warnings, precondition) = next(&old)?;
+            if precondition.is_some_and(|rv| rv != current.mod_revision) {
+                return Err(ApiError::modified(info, name));
             }
             match self
                 .write_update(info, ns, name, sub, &old, &current, obj, opts)
@@ -642,12 +637,10 @@ impl Registry {
                     written.warnings = warnings;
                     return Ok(written);
                 }
-                Attempt::Conflict(now) => {
-                    if precondition.is_some() {
-                        return Err(ApiError::modified(info, name));
-                    }
-                    current = now;
+                Attempt::Conflict(_) if precondition.is_some() => {
+                    return Err(ApiError::modified(info, name));
                 }
+                Attempt::Conflict(now) => current = now,
             }
         }
         Err(ApiError::modified(info, name))
