@@ -20,7 +20,7 @@ use serde_json::{Map, Number, Value};
 use crate::format;
 use crate::schema::{Field, Message, Shape, Type};
 use crate::table::KINDS;
-use crate::wire::{Reader, Wire};
+use crate::wire::{Next, Reader, Wire};
 use crate::{DecodeError, MAGIC, Problem};
 
 /// Deeper than anything the table reaches; bounds embedded objects.
@@ -100,28 +100,36 @@ impl<'a> Envelope<'a> {
     fn parse(bytes: &'a [u8]) -> Result<Self> {
         let mut envelope = Envelope::default();
         let mut reader = Reader::new(bytes);
-        while let Some((tag, wire)) = next(&mut reader)? {
-            let step = match tag {
-                1 => "typeMeta",
-                2 => "raw",
-                3 => "contentEncoding",
-                _ => continue,
-            };
-            let bytes = expect_bytes(wire).map_err(|f| f.at(Step::Field(step)))?;
+        let name = |tag| match tag {
+            1 => Step::Field("typeMeta"),
+            2 => Step::Field("raw"),
+            3 => Step::Field("contentEncoding"),
+            4 => Step::Field("contentType"),
+            other => Step::Tag(other),
+        };
+        while let Some((tag, wire)) = next_named(&mut reader, name)? {
+            if !(1..=3).contains(&tag) {
+                continue;
+            }
+            let bytes = expect_bytes(wire).map_err(|f| f.at(name(tag)))?;
             match tag {
                 1 => {
+                    let type_name = |tag| match tag {
+                        1 => Step::Field("apiVersion"),
+                        2 => Step::Field("kind"),
+                        other => Step::Tag(other),
+                    };
                     let mut type_meta = Reader::new(bytes);
                     while let Some((tag, wire)) =
-                        next(&mut type_meta).map_err(|f| f.at(Step::Field(step)))?
+                        next_named(&mut type_meta, type_name).map_err(|f| f.at(name(1)))?
                     {
                         let target = match tag {
                             1 => &mut envelope.api_version,
                             2 => &mut envelope.kind,
                             _ => continue,
                         };
-                        let name = if tag == 1 { "apiVersion" } else { "kind" };
-                        let value = expect_bytes(wire)
-                            .map_err(|f| f.at(Step::Field(name)).at(Step::Field(step)))?;
+                        let value =
+                            expect_bytes(wire).map_err(|f| f.at(type_name(tag)).at(name(1)))?;
                         *target = format::go_string(value);
                     }
                 }
@@ -169,11 +177,16 @@ pub(crate) fn body(bytes: &[u8], depth: usize) -> std::result::Result<Value, Dec
     Ok(Value::Object(object))
 }
 
-fn next<'a>(reader: &mut Reader<'a>) -> Result<Option<(u32, Wire<'a>)>> {
+fn next<'a>(reader: &mut Reader<'a>) -> Result<Next<'a>> {
+    next_named(reader, Step::Tag)
+}
+
+/// The next field; a failure inside one is placed by `name(tag)`.
+fn next_named<'a>(reader: &mut Reader<'a>, name: impl Fn(u32) -> Step) -> Result<Next<'a>> {
     reader.next_field().map_err(|(tag, problem)| {
         let failure = Failure::from(problem);
         match tag {
-            Some(tag) => failure.at(Step::Tag(tag)),
+            Some(tag) => failure.at(name(tag)),
             None => failure,
         }
     })
