@@ -101,12 +101,39 @@ pub enum Problem {
 
 /// Decodes a Kubernetes protobuf body into a JSON object with `apiVersion`
 /// and `kind` set.
+///
+/// ```
+/// // What `kubectl create namespace foo` sends.
+/// let body = b"k8s\x00\x0a\x0f\x0a\x02v1\x12\x09Namespace\x12\x1b\x0a\x13\x0a\x03foo\
+///     \x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x00\x1a\x02\x0a\x00\x1a\x00\x22\x00";
+/// let object = kedge_k8s_protobuf::decode(body).unwrap();
+/// assert_eq!(
+///     object,
+///     serde_json::json!({
+///         "apiVersion": "v1",
+///         "kind": "Namespace",
+///         "metadata": {"name": "foo", "creationTimestamp": null},
+///         "spec": {},
+///         "status": {},
+///     })
+/// );
+/// ```
 pub fn decode(bytes: &[u8]) -> Result<Value, DecodeError> {
     decode::body(bytes, 0)
 }
 
 /// Whether this decoder knows the kind: `("apps", "v1", "Deployment")`; the
-/// core group is `""`.
+/// core group is `""`. An apiserver can answer 415 Unsupported Media Type
+/// for protobuf bodies of other kinds without reading them.
+///
+/// ```
+/// use kedge_k8s_protobuf::knows;
+/// assert!(knows("apps", "v1", "Deployment"));
+/// assert!(knows("", "v1", "Binding"));
+/// assert!(knows("batch", "v1", "DeleteOptions"));
+/// assert!(!knows("", "v1", "Deployment"));
+/// assert!(!knows("rbac.authorization.k8s.io", "v1", "Role"));
+/// ```
 pub fn knows(group: &str, version: &str, kind: &str) -> bool {
     decode::find_kind(group, version, kind).is_some()
 }
