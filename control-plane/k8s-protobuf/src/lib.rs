@@ -89,7 +89,7 @@ pub enum Problem {
     TooDeep(usize),
     #[error("time of {0} seconds is outside years 0 to 9999")]
     TimeOutOfRange(i64),
-    #[error("IntOrString type {0} is neither 0 (int) nor 1 (string)")]
+    #[error("type {0} of an IntOrString is neither 0 (int) nor 1 (string)")]
     IntOrStringType(i64),
     #[error("number {0} is not finite")]
     NotFinite(f64),
