@@ -165,6 +165,7 @@ fn package_dir(name: &str) -> PathBuf {
             "--format-version",
             "1",
             "--offline",
+            "--locked",
             "--manifest-path",
         ])
         .arg(&manifest)
