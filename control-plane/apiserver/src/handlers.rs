@@ -231,8 +231,33 @@ fn parse_body(content_type: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
     });
     match media.as_deref() {
         None | Some("") | Some("application/json") | Some("*/*") => parse_json(bytes),
+        Some("application/yaml") => parse_yaml(bytes),
+        Some(kedge_k8s_protobuf::CONTENT_TYPE) => parse_protobuf(bytes),
         Some(other) => Err(ApiError::unsupported_media_type(other)),
     }
+}
+
+/// Parses a YAML body, as `curl -H 'Content-Type: application/yaml'` sends.
+fn parse_yaml(bytes: &[u8]) -> ApiResult<Value> {
+    serde_yaml::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
+    })
+}
+
+/// Decodes a Kubernetes protobuf body, as `kubectl create <kind>` and
+/// client-go's typed clients send, into the JSON the same object has.
+fn parse_protobuf(bytes: &[u8]) -> ApiResult<Value> {
+    use kedge_k8s_protobuf::DecodeError;
+    kedge_k8s_protobuf::decode(bytes).map_err(|e| match e {
+        DecodeError::UnknownKind { .. } | DecodeError::UnsupportedContentEncoding(_) => {
+            ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("{e}: send this object as application/json instead"),
+            )
+        }
+        other => ApiError::bad_request(format!("the protobuf body could not be decoded: {other}")),
+    })
 }
 
 fn write_opts(query: &Query) -> ApiResult<WriteOpts> {
@@ -275,7 +300,7 @@ fn list_opts(query: &Query) -> ApiResult<ListOpts> {
     })
 }
 
-fn delete_opts(query: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
+fn delete_opts(query: &Query, content_type: Option<&str>, body: &[u8]) -> ApiResult<DeleteOpts> {
     let mut opts = DeleteOpts {
         dry_run: dry_run(query.get("dryRun"))?,
         grace_period_seconds: match query.get("gracePeriodSeconds") {
@@ -291,7 +316,7 @@ fn delete_opts(query: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
         opts.propagation_policy = Some("Orphan".into());
     }
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let v = parse_json(body)?;
+        let v = parse_body(content_type, body)?;
         if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
             opts.grace_period_seconds = Some(g);
         }
@@ -501,7 +526,7 @@ async fn resource(
                 ));
             }
             let body = read_body(req).await?;
-            let opts = delete_opts(&query, &body)?;
+            let opts = delete_opts(&query, content_type.as_deref(), &body)?;
             let w = registry.delete(info, ns, &name, &opts).await?;
             if info.kind == "Pod" || w.code == 202 {
                 Ok(respond(w))
@@ -517,7 +542,7 @@ async fn resource(
         }
         Verb::DeleteCollection => {
             let body = read_body(req).await?;
-            let opts = delete_opts(&query, &body)?;
+            let opts = delete_opts(&query, content_type.as_deref(), &body)?;
             let list = list_opts(&query)?;
             registry.delete_collection(info, ns, &list, &opts).await?;
             Ok(ok_json(

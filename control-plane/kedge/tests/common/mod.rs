@@ -218,6 +218,30 @@ impl Cluster {
         )
     }
 
+    /// curl as the admin (client certificate), for requests kubectl cannot
+    /// make: arbitrary bodies and content types. Returns the HTTP status
+    /// code and the body.
+    pub fn curl_admin(&self, args: &[&str]) -> (u16, String) {
+        let tls = self.data_dir.join("server/tls");
+        let out = Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", "--cacert"])
+            .arg(tls.join("server-ca.crt"))
+            .arg("--cert")
+            .arg(tls.join("client-admin.crt"))
+            .arg("--key")
+            .arg(tls.join("client-admin.key"))
+            .args(args)
+            .output()
+            .expect("curl is installed by scripts/setup.sh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let code = code
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl gave no status: {text}"));
+        (code, body.to_string())
+    }
+
     /// The server's URL, from the kubeconfig.
     pub fn server_url(&self) -> String {
         self.ok(&[
