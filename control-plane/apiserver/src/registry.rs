@@ -14,7 +14,7 @@ use kedge_apimachinery::patch::{self, PatchType};
 use kedge_apimachinery::selector::{FieldSelector, LabelSelector};
 use kedge_datastore::{Clock, KeyValue, ListRequest, Revision, Store, WriteOptions};
 use kedge_resources::catalog::{ResourceInfo, Subresource};
-use kedge_resources::{defaults, typed, validate};
+use kedge_resources::{convert, defaults, typed, validate};
 use serde_json::{Value, json};
 
 use crate::cache::{self, WatchCache};
@@ -125,15 +125,17 @@ fn parse_rv(rv: &str) -> ApiResult<Revision> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
-/// Decodes a stored object, with its resourceVersion.
-fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
+/// Decodes a stored object, with its resourceVersion, into `info`'s shape.
+fn from_kv(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     cache::decode(&kv.value, kv.mod_revision)
+        .map(|obj| convert::from_storage(info, obj))
         .ok_or_else(|| ApiError::internal(format!("stored object at {} is not valid JSON", kv.key)))
 }
 
-/// The bytes to store: the object without its resourceVersion.
-fn encode(obj: &Value) -> ApiResult<Bytes> {
-    let mut obj = obj.clone();
+/// The bytes to store: the object in its stored shape, without its
+/// resourceVersion.
+fn encode(info: &ResourceInfo, obj: &Value) -> ApiResult<Bytes> {
+    let mut obj = convert::to_storage(info, obj.clone());
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
@@ -250,7 +252,7 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(info, name, e))?
             .ok_or_else(|| ApiError::not_found(info, name))?;
-        let mut obj = from_kv(&kv)?;
+        let mut obj = from_kv(info, &kv)?;
         object::set_type_meta(&mut obj, info);
         Ok(obj)
     }
@@ -324,7 +326,7 @@ impl Registry {
             revision = page.revision;
             at = Some(page.revision);
             for kv in &page.kvs {
-                let obj = from_kv(kv)?;
+                let obj = from_kv(info, kv)?;
                 if !filtering || matches(info, &obj, &opts.label, &opts.field)? {
                     items.push(obj);
                 }
@@ -418,7 +420,7 @@ impl Registry {
         let Some(kv) = kv else {
             return Err(ApiError::not_found(namespaces, ns));
         };
-        let nsobj = from_kv(&kv)?;
+        let nsobj = from_kv(namespaces, &kv)?;
         if object::is_deleting(&nsobj) {
             let mut err = ApiError::forbidden(format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
@@ -506,7 +508,7 @@ impl Registry {
             .store
             .create(
                 &key(info, ns.as_deref(), &name),
-                encode(&obj)?,
+                encode(info, &obj)?,
                 write_options(info),
             )
             .await
@@ -623,7 +625,7 @@ impl Registry {
     ) -> ApiResult<Written> {
         let mut current = self.read(info, ns, name).await?;
         for _ in 0..MAX_RETRIES {
-            let mut old = from_kv(&current)?;
+            let mut old = from_kv(info, &current)?;
             object::set_type_meta(&mut old, info);
             let (obj, warnings, precondition) = next(&old)?;
             if precondition.is_some_and(|rv| rv != current.mod_revision) {
@@ -726,7 +728,7 @@ impl Registry {
             .store
             .update(
                 &key(info, ns, name),
-                encode(&obj)?,
+                encode(info, &obj)?,
                 current.mod_revision,
                 write_options(info),
             )
@@ -771,7 +773,12 @@ impl Registry {
         }
         let kv = self
             .store
-            .update(&key(info, ns, name), encode(&obj)?, rv, write_options(info))
+            .update(
+                &key(info, ns, name),
+                encode(info, &obj)?,
+                rv,
+                write_options(info),
+            )
             .await
             .map_err(|e| ApiError::from_store(info, name, e))?;
         object::set_resource_version(&mut obj, kv.mod_revision);
@@ -817,7 +824,7 @@ impl Registry {
     ) -> ApiResult<Written> {
         for _ in 0..MAX_RETRIES {
             let current = self.read(info, ns, name).await?;
-            let mut obj = from_kv(&current)?;
+            let mut obj = from_kv(info, &current)?;
             object::set_type_meta(&mut obj, info);
             if let Some(uid) = &opts.precondition_uid {
                 let actual = object::uid(&obj).unwrap_or_default();
@@ -901,7 +908,7 @@ impl Registry {
                     .store
                     .update(
                         &key(info, ns, name),
-                        encode(&obj)?,
+                        encode(info, &obj)?,
                         current.mod_revision,
                         write_options(info),
                     )

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use kedge_apimachinery::selector::{FieldSelector, LabelSelector};
 use kedge_datastore::{EventKind, Revision};
 use kedge_resources::catalog::ResourceInfo;
+use kedge_resources::convert;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -177,12 +178,29 @@ async fn run(registry: &Registry, req: &WatchRequest, tx: &mpsc::Sender<WatchIte
                     if !ev.key.starts_with(&prefix) {
                         continue;
                     }
-                    if let Some(kind) = classify(req, ev.kind, &ev.object, ev.prev.as_deref()) {
-                        let item = WatchItem::Event {
-                            kind,
-                            object: ev.object.clone(),
-                            cached: Some(ev.clone()),
-                        };
+                    let item = if convert::needed(req.info) {
+                        let object = convert::from_storage(req.info, (*ev.object).clone());
+                        let prev = ev
+                            .prev
+                            .as_deref()
+                            .map(|p| convert::from_storage(req.info, p.clone()));
+                        classify(req, ev.kind, &object, prev.as_ref()).map(|kind| {
+                            WatchItem::Event {
+                                kind,
+                                object: Arc::new(object),
+                                cached: None,
+                            }
+                        })
+                    } else {
+                        classify(req, ev.kind, &ev.object, ev.prev.as_deref()).map(|kind| {
+                            WatchItem::Event {
+                                kind,
+                                object: ev.object.clone(),
+                                cached: Some(ev.clone()),
+                            }
+                        })
+                    };
+                    if let Some(item) = item {
                         if tx.send(item).await.is_err() {
                             return;
                         }
@@ -255,13 +273,18 @@ async fn from_datastore(
                 };
                 let revision = ev.revision();
                 cursor = revision;
-                let prev = ev.prev_kv.as_ref().and_then(|kv| cache::decode(&kv.value, kv.mod_revision));
+                let prev = ev
+                    .prev_kv
+                    .as_ref()
+                    .and_then(|kv| cache::decode(&kv.value, kv.mod_revision))
+                    .map(|p| convert::from_storage(req.info, p));
                 let object = match ev.kind {
                     EventKind::Delete => prev.clone().map(|mut p| {
                         crate::object::set_resource_version(&mut p, revision);
                         p
                     }),
-                    _ => cache::decode(&ev.kv.value, revision),
+                    _ => cache::decode(&ev.kv.value, revision)
+                        .map(|o| convert::from_storage(req.info, o)),
                 };
                 let Some(object) = object else { continue };
                 if let Some(kind) = classify(req, ev.kind, &object, prev.as_ref()) {

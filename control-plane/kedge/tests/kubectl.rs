@@ -759,3 +759,137 @@ fn kubectl_create_subcommands_send_protobuf() {
     assert_eq!(code, 201, "{body}");
     assert_eq!(get("configmap/y", "{.data.a}"), "1");
 }
+
+/// core/v1 and events.k8s.io/v1 Events are two views of one set of objects,
+/// converted field by field as upstream converts them, in reads, writes and
+/// watches.
+#[test]
+fn events_are_served_by_both_event_apis() {
+    let c = Cluster::sqlite();
+    c.ok_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "core-event", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "default"},
+            "reason": "Pulled", "message": "pulled the image", "type": "Normal",
+            "source": {"component": "kubelet", "host": "node-1"}, "count": 2,
+            "firstTimestamp": "2026-11-22T00:00:00Z", "lastTimestamp": "2026-11-22T00:00:05Z"}"#,
+    );
+    c.ok_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "new-event", "namespace": "default"},
+            "eventTime": "2026-11-22T00:00:00.000000Z",
+            "regarding": {"kind": "Node", "name": "node-2"},
+            "reason": "Starting", "note": "agent started", "type": "Normal",
+            "action": "Start", "reportingController": "kedge.io/agent",
+            "reportingInstance": "node-2"}"#,
+    );
+    let new_api = "events.v1.events.k8s.io";
+    let get = |resource: &str, name: &str, path: &str| {
+        c.ok(&["get", resource, name, "-o", &format!("jsonpath={path}")])
+    };
+    // The core event through events.k8s.io.
+    assert_eq!(
+        get(new_api, "core-event", "{.apiVersion}"),
+        "events.k8s.io/v1"
+    );
+    assert_eq!(get(new_api, "core-event", "{.note}"), "pulled the image");
+    assert_eq!(get(new_api, "core-event", "{.regarding.name}"), "web-1");
+    assert_eq!(get(new_api, "core-event", "{.deprecatedCount}"), "2");
+    assert_eq!(
+        get(new_api, "core-event", "{.deprecatedSource.host}"),
+        "node-1"
+    );
+    assert_eq!(get(new_api, "core-event", "{.message}"), "");
+    // The new event through core/v1.
+    assert_eq!(get("events", "new-event", "{.apiVersion}"), "v1");
+    assert_eq!(get("events", "new-event", "{.message}"), "agent started");
+    assert_eq!(
+        get("events", "new-event", "{.involvedObject.name}"),
+        "node-2"
+    );
+    assert_eq!(
+        get("events", "new-event", "{.reportingComponent}"),
+        "kedge.io/agent"
+    );
+    // Both lists hold both.
+    assert_eq!(
+        c.ok(&["get", new_api, "-o", "name"]).lines().count(),
+        2,
+        "events.k8s.io lists every event"
+    );
+    // A write through one API is seen through the other; events.k8s.io
+    // keeps the note immutable, as upstream does.
+    c.ok(&[
+        "patch",
+        "events",
+        "core-event",
+        "--type=merge",
+        "-p",
+        r#"{"message":"pulled again"}"#,
+    ]);
+    assert_eq!(get(new_api, "core-event", "{.note}"), "pulled again");
+    let err = c.fails(&[
+        "patch",
+        new_api,
+        "core-event",
+        "--type=merge",
+        "-p",
+        r#"{"note":"x"}"#,
+    ]);
+    assert!(err.contains("field is immutable"), "{err}");
+    c.ok(&[
+        "patch",
+        new_api,
+        "new-event",
+        "--type=merge",
+        "-p",
+        r#"{"series":{"count":2,"lastObservedTime":"2026-11-22T00:01:00.000000Z"}}"#,
+    ]);
+    assert_eq!(get("events", "new-event", "{.series.count}"), "2");
+    // A watch through events.k8s.io sees a core write in its own shape.
+    let mut watch = c
+        .kubectl_cmd(&[
+            "get",
+            new_api,
+            "--watch-only",
+            "-o",
+            "jsonpath={.note}{\"\\n\"}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l == "seen by the watch") {
+        c.ok(&[
+            "patch",
+            "events",
+            "core-event",
+            "--type=merge",
+            "-p",
+            r#"{"message":"seen by the watch"}"#,
+        ]);
+        if let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+            seen.push(line);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch saw only {seen:?}"
+        );
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+}

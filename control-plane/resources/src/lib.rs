@@ -7,6 +7,8 @@
 //!   unknown fields and reports them for `fieldValidation=Strict`.
 //! - [`defaults`] and [`validate`]: defaulting and validation as upstream's
 //!   registry strategies do them.
+//! - [`convert`]: between a resource's API shape and its stored shape, for
+//!   resources that share storage (the two Event APIs).
 //! - [`table`]: the columns `kubectl get` shows.
 //! - [`openapi`]: the OpenAPI v2 and v3 documents, generated from the
 //!   k8s-openapi types, and the [`kedge_apimachinery::schema::PatchSchema`]
@@ -16,6 +18,7 @@
 //! with `serde_json::Value`s.
 
 pub mod catalog;
+pub mod convert;
 pub mod defaults;
 pub mod openapi;
 pub mod table;
