@@ -200,10 +200,10 @@ async fn run(registry: &Registry, req: &WatchRequest, tx: &mpsc::Sender<WatchIte
                             }
                         })
                     };
-                    if let Some(item) = item {
-                        if tx.send(item).await.is_err() {
-                            return;
-                        }
+                    if let Some(item) = item
+                        && tx.send(item).await.is_err()
+                    {
+                        return;
                     }
                 }
                 cursor = upto;
