@@ -849,38 +849,30 @@ fn events_are_served_by_both_event_apis() {
     ]);
     assert_eq!(get("events", "new-event", "{.series.count}"), "2");
     // A watch through events.k8s.io sees a core write in its own shape.
-    let mut watch = c
-        .kubectl_cmd(&[
-            "get",
-            new_api,
-            "--watch-only",
-            "-o",
-            "jsonpath={.note}{\"\\n\"}",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut watch, rx) = c.kubectl_lines(&[
+        "get",
+        new_api,
+        "--watch-only",
+        "-o",
+        "jsonpath={.note}{\"\\n\"}",
+    ]);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l == "seen by the watch") {
+    // Each round writes a new value: the watch may start after the first.
+    for round in 0.. {
+        if seen
+            .iter()
+            .any(|l: &String| l.starts_with("seen by the watch"))
+        {
+            break;
+        }
         c.ok(&[
             "patch",
             "events",
             "core-event",
             "--type=merge",
             "-p",
-            r#"{"message":"seen by the watch"}"#,
+            &format!(r#"{{"message":"seen by the watch {round}"}}"#),
         ]);
         if let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
             seen.push(line);

@@ -218,6 +218,25 @@ impl Cluster {
         )
     }
 
+    /// Starts a long-running kubectl (`get -w`, say) and hands back its
+    /// stdout line by line.
+    pub fn kubectl_lines(&self, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+        let mut child = self
+            .kubectl_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run kubectl");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    }
+
     /// curl as the admin (client certificate), for requests kubectl cannot
     /// make: arbitrary bodies and content types. Returns the HTTP status
     /// code and the body.
