@@ -67,6 +67,17 @@ fn discovery_version_and_cluster_info() {
             .lines()
             .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1"))
     );
+    // explain reads the OpenAPI v3 documents.
+    let explain = c.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(explain.contains("GROUP:      apps"), "{explain}");
+    assert!(explain.contains("rollingUpdate"), "{explain}");
+    let explain = c.ok(&["explain", "pods.spec.containers.resources", "--recursive"]);
+    assert!(explain.contains("limits"), "{explain}");
+    let err = c.fails(&["explain", "pods.spec.nosuchfield"]);
+    assert!(
+        err.contains("field \"nosuchfield\" does not exist"),
+        "{err}"
+    );
     let ns = c.ok(&["get", "namespaces", "-o", "name"]);
     for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
@@ -746,6 +757,18 @@ fn kubectl_create_subcommands_send_protobuf() {
         "configmap/cm"
     );
 
+    // Malformed YAML is a 400, as malformed JSON is.
+    let (code, body) = c.curl_admin(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/yaml",
+        "--data-binary",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [y\n",
+        &format!("{url}/api/v1/namespaces/pb/configmaps"),
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("yaml parse error"), "{body}");
     // YAML bodies, as curl users send them.
     let (code, body) = c.curl_admin(&[
         "-X",
