@@ -707,6 +707,18 @@ fn kubectl_create_subcommands_send_protobuf() {
     assert_eq!(get("job/j", "{.spec.template.spec.restartPolicy}"), "Never");
 
     let url = c.server_url();
+    let configmaps = format!("{url}/api/v1/namespaces/pb/configmaps");
+    let post = |content_type: &str, data: &str| {
+        c.curl_admin(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Content-Type: {content_type}"),
+            "--data-binary",
+            data,
+            &configmaps,
+        ])
+    };
     // A tampered body: the object's length runs past the end.
     let dir = tempfile::tempdir().unwrap();
     let tampered = dir.path().join("tampered.pb");
@@ -715,41 +727,20 @@ fn kubectl_create_subcommands_send_protobuf() {
         b"k8s\x00\x0a\x0f\x0a\x02v1\x12\x09ConfigMap\x12\x7f\x0a",
     )
     .unwrap();
-    let (code, body) = c.curl_admin(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/vnd.kubernetes.protobuf",
-        "--data-binary",
+    let (code, body) = post(
+        "application/vnd.kubernetes.protobuf",
         &format!("@{}", tampered.display()),
-        &format!("{url}/api/v1/namespaces/pb/configmaps"),
-    ]);
+    );
     assert_eq!(code, 400, "{body}");
     assert!(
         body.contains("protobuf body could not be decoded"),
         "{body}"
     );
     // Not protobuf at all.
-    let (code, body) = c.curl_admin(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/vnd.kubernetes.protobuf",
-        "--data-binary",
-        "{}",
-        &format!("{url}/api/v1/namespaces/pb/configmaps"),
-    ]);
+    let (code, body) = post("application/vnd.kubernetes.protobuf", "{}");
     assert_eq!(code, 400, "{body}");
     // An unknown media type is a 415.
-    let (code, body) = c.curl_admin(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: text/plain",
-        "--data-binary",
-        "x",
-        &format!("{url}/api/v1/namespaces/pb/configmaps"),
-    ]);
+    let (code, body) = post("text/plain", "x");
     assert_eq!(code, 415, "{body}");
     assert_eq!(
         c.ok(&["get", "configmaps", "-n", "pb", "-o", "name"])
@@ -758,27 +749,17 @@ fn kubectl_create_subcommands_send_protobuf() {
     );
 
     // Malformed YAML is a 400, as malformed JSON is.
-    let (code, body) = c.curl_admin(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/yaml",
-        "--data-binary",
+    let (code, body) = post(
+        "application/yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [y\n",
-        &format!("{url}/api/v1/namespaces/pb/configmaps"),
-    ]);
+    );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("yaml parse error"), "{body}");
     // YAML bodies, as curl users send them.
-    let (code, body) = c.curl_admin(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/yaml",
-        "--data-binary",
+    let (code, body) = post(
+        "application/yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\ndata: {a: \"1\"}\n",
-        &format!("{url}/api/v1/namespaces/pb/configmaps"),
-    ]);
+    );
     assert_eq!(code, 201, "{body}");
     assert_eq!(get("configmap/y", "{.data.a}"), "1");
 }
