@@ -160,14 +160,72 @@ fn split_csv(line: &str) -> Vec<String> {
 
 /// Decides whether `user` may make the request.
 pub fn authorize(user: &User, route: &Route) -> Result<(), ApiError> {
-    if user.is_master() {
-        return Ok(());
-    }
     match route {
-        Route::Resource(req) => Err(forbidden(user, req)),
-        // Discovery, OpenAPI, version and health are open to every
-        // authenticated user, as upstream's default roles allow.
+        Route::Resource(req) => {
+            let attrs = Attributes::Resource {
+                verb: req.verb.as_str(),
+                group: &req.group,
+                resource: &req.resource,
+            };
+            if allowed(user, &attrs) {
+                Ok(())
+            } else {
+                Err(forbidden(user, req))
+            }
+        }
+        // Every other route kedge serves is discovery, OpenAPI, version or
+        // health, which are open to every authenticated user.
         _ => Ok(()),
+    }
+}
+
+/// What a request would do, as the authorizer sees it.
+#[derive(Debug)]
+pub enum Attributes<'a> {
+    Resource {
+        verb: &'a str,
+        group: &'a str,
+        resource: &'a str,
+    },
+    NonResource {
+        verb: &'a str,
+        path: &'a str,
+    },
+}
+
+/// The paths upstream's default roles (system:discovery,
+/// system:public-info-viewer) let every authenticated user GET.
+const OPEN_PATHS: &[&str] = &[
+    "/api", "/apis", "/openapi", "/version", "/healthz", "/livez", "/readyz",
+];
+
+/// Whether `user` may do this. Until RBAC exists: `system:masters` may do
+/// anything; everyone else may read discovery, OpenAPI, version and health,
+/// and ask the review APIs about themselves (upstream's system:basic-user).
+pub fn allowed(user: &User, attrs: &Attributes) -> bool {
+    if user.is_master() {
+        return true;
+    }
+    match *attrs {
+        Attributes::Resource {
+            verb,
+            group,
+            resource,
+        } => {
+            verb == "create"
+                && crate::reviews::REVIEWS
+                    .iter()
+                    .any(|r| r.group == group && r.plural == resource)
+        }
+        Attributes::NonResource { verb, path } => {
+            verb == "get"
+                && OPEN_PATHS.iter().any(|p| {
+                    path == *p
+                        || path
+                            .strip_prefix(p)
+                            .is_some_and(|rest| rest.starts_with('/'))
+                })
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 use kedge_resources::catalog::{self, ResourceInfo, Subresource};
 use serde_json::{Value, json};
 
+use crate::reviews;
+
 /// The media types of aggregated discovery, as clients ask for them.
 pub const AGGREGATED_V2: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -46,21 +48,24 @@ fn group_entry(group: &str, version: &str) -> Value {
     json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
 }
 
-/// `/apis`.
-pub fn groups() -> Value {
-    let groups: Vec<Value> = catalog::groups()
+/// Every named group with its one version: the catalogue's, then the
+/// review APIs'.
+fn named_groups() -> impl Iterator<Item = (&'static str, &'static str)> {
+    catalog::groups()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
-        .map(|(g, v)| group_entry(g, v))
-        .collect();
+        .chain(reviews::REVIEWS.iter().map(|r| (r.group, r.version)))
+}
+
+/// `/apis`.
+pub fn groups() -> Value {
+    let groups: Vec<Value> = named_groups().map(|(g, v)| group_entry(g, v)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/<group>`.
 pub fn group(name: &str) -> Option<Value> {
-    let (g, v) = catalog::groups()
-        .into_iter()
-        .find(|(g, _)| !g.is_empty() && *g == name)?;
+    let (g, v) = named_groups().find(|(g, _)| *g == name)?;
     let mut entry = group_entry(g, v);
     entry["kind"] = json!("APIGroup");
     entry["apiVersion"] = json!("v1");
@@ -91,6 +96,14 @@ fn subresource_shape(
         Subresource::Attach => ("", "v1", "PodAttachOptions", &["create", "get"]),
         Subresource::PortForward => ("", "v1", "PodPortForwardOptions", &["create", "get"]),
     }
+}
+
+fn reviews(group: &str, version: &str) -> impl Iterator<Item = &'static reviews::Review> {
+    let group = group.to_string();
+    let version = version.to_string();
+    reviews::REVIEWS
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
 }
 
 fn served(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceInfo> {
@@ -138,6 +151,15 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
         }
     }
+    for review in reviews(group, version) {
+        resources.push(json!({
+            "name": review.plural,
+            "singularName": review.kind.to_lowercase(),
+            "namespaced": false,
+            "kind": review.kind,
+            "verbs": ["create"],
+        }));
+    }
     if resources.is_empty() {
         return None;
     }
@@ -183,6 +205,15 @@ fn aggregated_group(group: &str, version: &str) -> Value {
         }
         resources.push(r);
     }
+    for review in reviews(group, version) {
+        resources.push(json!({
+            "resource": review.plural,
+            "responseKind": {"group": review.group, "version": review.version, "kind": review.kind},
+            "scope": "Cluster",
+            "singularResource": review.kind.to_lowercase(),
+            "verbs": ["create"],
+        }));
+    }
     let mut metadata = json!({"creationTimestamp": null});
     if !group.is_empty() {
         metadata["name"] = json!(group);
@@ -192,11 +223,13 @@ fn aggregated_group(group: &str, version: &str) -> Value {
 
 /// Aggregated discovery for `/api` (core only) or `/apis` (every group).
 pub fn aggregated(core: bool, version: &str) -> Value {
-    let items: Vec<Value> = catalog::groups()
-        .into_iter()
-        .filter(|(g, _)| g.is_empty() == core)
-        .map(|(g, v)| aggregated_group(g, v))
-        .collect();
+    let items: Vec<Value> = if core {
+        vec![aggregated_group("", "v1")]
+    } else {
+        named_groups()
+            .map(|(g, v)| aggregated_group(g, v))
+            .collect()
+    };
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": format!("apidiscovery.k8s.io/{version}"),

@@ -22,6 +22,7 @@ use crate::object;
 use crate::output::{self, IncludeObject};
 use crate::registry::{DeleteOpts, FieldValidation, ListOpts, WriteOpts, Written};
 use crate::request::{self, Output, Query, ResourceRequest, Route, Verb};
+use crate::reviews;
 use crate::status::{ApiError, ApiResult};
 use crate::watch::{self, Start, WatchRequest};
 
@@ -182,7 +183,28 @@ async fn serve(
             crate::openapi::serve(&route, accept.as_deref(), &query)
         }
         Route::NotFound => Err(ApiError::path_not_found()),
-        Route::Resource(rr) => resource(server, rr, query, accept.as_deref(), req).await,
+        Route::Resource(rr) => match reviews::find(&rr.group, &rr.version, &rr.resource) {
+            Some(review) => {
+                if rr.namespace.is_some() || rr.name.is_some() || rr.subresource.is_some() {
+                    return Err(ApiError::path_not_found());
+                }
+                if rr.verb != Verb::Create {
+                    return Err(ApiError::method_not_allowed(format!(
+                        "{} only accepts create",
+                        review.plural
+                    )));
+                }
+                let content_type = content_type(&req);
+                let body = parse_review_body(content_type.as_deref(), &read_body(req).await?)?;
+                Ok(json_response(
+                    201,
+                    &review.answer(&user, body)?,
+                    "application/json",
+                    &[],
+                ))
+            }
+            None => resource(server, rr, query, accept.as_deref(), req).await,
+        },
     }
 }
 
@@ -193,6 +215,13 @@ fn aggregated(core: bool, version: &str) -> Response<Body> {
         discovery::AGGREGATED_V2BETA1
     };
     json_response(200, &discovery::aggregated(core, version), ct, &[])
+}
+
+fn content_type(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Reads the body, up to [`MAX_BODY_BYTES`].
@@ -247,8 +276,12 @@ fn parse_yaml(bytes: &[u8]) -> ApiResult<Value> {
 /// Decodes a Kubernetes protobuf body, as `kubectl create <kind>` and
 /// client-go's typed clients send, into the JSON the same object has.
 fn parse_protobuf(bytes: &[u8]) -> ApiResult<Value> {
+    kedge_k8s_protobuf::decode(bytes).map_err(protobuf_error)
+}
+
+fn protobuf_error(e: kedge_k8s_protobuf::DecodeError) -> ApiError {
     use kedge_k8s_protobuf::DecodeError;
-    kedge_k8s_protobuf::decode(bytes).map_err(|e| match e {
+    match e {
         DecodeError::UnknownKind { .. } | DecodeError::UnsupportedContentEncoding(_) => {
             ApiError::new(
                 415,
@@ -257,7 +290,25 @@ fn parse_protobuf(bytes: &[u8]) -> ApiResult<Value> {
             )
         }
         other => ApiError::bad_request(format!("the protobuf body could not be decoded: {other}")),
-    })
+    }
+}
+
+/// A review's body. `kubectl auth whoami` sends its SelfSubjectReview as
+/// protobuf, which the decoder has no table for; the server reads nothing
+/// from that body but its kind, so the envelope is enough.
+fn parse_review_body(content_type: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
+    use kedge_k8s_protobuf::DecodeError;
+    let is_protobuf = content_type.is_some_and(|c| c.starts_with(kedge_k8s_protobuf::CONTENT_TYPE));
+    if !is_protobuf {
+        return parse_body(content_type, bytes);
+    }
+    match kedge_k8s_protobuf::decode(bytes) {
+        Ok(v) => Ok(v),
+        Err(DecodeError::UnknownKind { api_version, kind }) if kind == "SelfSubjectReview" => {
+            Ok(json!({"apiVersion": api_version, "kind": kind}))
+        }
+        Err(e) => Err(protobuf_error(e)),
+    }
 }
 
 fn write_opts(query: &Query) -> ApiResult<WriteOpts> {
@@ -397,11 +448,7 @@ async fn resource(
     } else {
         subresource(info, rr.subresource.as_deref())?
     };
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let content_type = content_type(&req);
 
     let respond = |w: Written| -> Response<Body> {
         let obj = output::single(info, w.object, output, include, now);

@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod output;
 pub mod registry;
 pub mod request;
+pub mod reviews;
 pub mod scale;
 pub mod server;
 pub mod status;

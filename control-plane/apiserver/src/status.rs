@@ -140,6 +140,11 @@ impl ApiError {
     /// 422 Invalid with one cause per field error:
     /// `Pod "web" is invalid: spec.containers: Required value`.
     pub fn invalid(info: &ResourceInfo, name: &str, errors: &[FieldError]) -> Self {
+        Self::invalid_kind(info.group, info.kind, name, errors)
+    }
+
+    /// [`ApiError::invalid`] for a kind outside the catalogue.
+    pub fn invalid_kind(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> Self {
         let causes: Vec<Value> = errors
             .iter()
             .map(|e| json!({"reason": e.kind.reason(), "message": e.cause_message(), "field": e.field}))
@@ -147,16 +152,9 @@ impl ApiError {
         ApiError::new(
             422,
             "Invalid",
-            format!(
-                "{} \"{}\" is invalid: {}",
-                info.kind,
-                name,
-                field::join(errors)
-            ),
+            format!("{} \"{}\" is invalid: {}", kind, name, field::join(errors)),
         )
-        .with_details(
-            json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}),
-        )
+        .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

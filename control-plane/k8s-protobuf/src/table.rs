@@ -164,6 +164,12 @@ pub(crate) static KINDS: &[Kind] = &[
         message: &AUTHENTICATION_V1_TOKEN_REQUEST,
     },
     Kind {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        message: &AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW,
+    },
+    Kind {
         group: "*",
         version: "*",
         kind: "DeleteOptions",
@@ -556,6 +562,117 @@ pub(crate) static AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: Message = Message {
     fields: &[
         f(1, "token", One, String, 0),
         f(2, "expirationTimestamp", One, Time, 0),
+    ],
+};
+
+/// `io.k8s.api.authorization.v1.FieldSelectorAttributes`
+pub(crate) static AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Message = Message {
+    fields: &[
+        f(1, "rawSelector", One, String, O),
+        f(
+            2,
+            "requirements",
+            Repeated,
+            Message(&META_V1_FIELD_SELECTOR_REQUIREMENT),
+            O,
+        ),
+    ],
+};
+
+/// `io.k8s.api.authorization.v1.LabelSelectorAttributes`
+pub(crate) static AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES: Message = Message {
+    fields: &[
+        f(1, "rawSelector", One, String, O),
+        f(
+            2,
+            "requirements",
+            Repeated,
+            Message(&META_V1_LABEL_SELECTOR_REQUIREMENT),
+            O,
+        ),
+    ],
+};
+
+/// `io.k8s.api.authorization.v1.NonResourceAttributes`
+pub(crate) static AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES: Message = Message {
+    fields: &[f(1, "path", One, String, O), f(2, "verb", One, String, O)],
+};
+
+/// `io.k8s.api.authorization.v1.ResourceAttributes`
+pub(crate) static AUTHORIZATION_V1_RESOURCE_ATTRIBUTES: Message = Message {
+    fields: &[
+        f(1, "namespace", One, String, O),
+        f(2, "verb", One, String, O),
+        f(3, "group", One, String, O),
+        f(4, "version", One, String, O),
+        f(5, "resource", One, String, O),
+        f(6, "subresource", One, String, O),
+        f(7, "name", One, String, O),
+        f(
+            8,
+            "fieldSelector",
+            One,
+            Message(&AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES),
+            O | P,
+        ),
+        f(
+            9,
+            "labelSelector",
+            One,
+            Message(&AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES),
+            O | P,
+        ),
+    ],
+};
+
+/// `io.k8s.api.authorization.v1.SelfSubjectAccessReview`
+pub(crate) static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
+    fields: &[
+        f(1, "metadata", One, Message(&META_V1_OBJECT_META), O),
+        f(
+            2,
+            "spec",
+            One,
+            Message(&AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC),
+            0,
+        ),
+        f(
+            3,
+            "status",
+            One,
+            Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS),
+            O,
+        ),
+    ],
+};
+
+/// `io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec`
+pub(crate) static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
+    fields: &[
+        f(
+            1,
+            "resourceAttributes",
+            One,
+            Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES),
+            O | P,
+        ),
+        f(
+            2,
+            "nonResourceAttributes",
+            One,
+            Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES),
+            O | P,
+        ),
+    ],
+};
+
+/// `io.k8s.api.authorization.v1.SubjectAccessReviewStatus`
+pub(crate) static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS: Message = Message {
+    fields: &[
+        f(1, "allowed", One, Bool, 0),
+        f(2, "reason", One, String, O),
+        f(3, "evaluationError", One, String, O),
+        f(4, "denied", One, Bool, O),
     ],
 };
 
@@ -3502,6 +3619,15 @@ pub(crate) static META_V1_DELETE_OPTIONS: Message = Message {
             Bool,
             O | P,
         ),
+    ],
+};
+
+/// `io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement`
+pub(crate) static META_V1_FIELD_SELECTOR_REQUIREMENT: Message = Message {
+    fields: &[
+        f(1, "key", One, String, 0),
+        f(2, "operator", One, String, 0),
+        f(3, "values", Repeated, String, O),
     ],
 };
 

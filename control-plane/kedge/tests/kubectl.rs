@@ -157,6 +157,56 @@ fn anonymous_requests_get_401_and_tokens_authenticate() {
         user_version.status.success(),
         "discovery is open to every authenticated user"
     );
+    // Everyone may ask who they are and what they may do.
+    let stdout = |o: std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let whoami = stdout(kubectl_as(
+        "s3cret-user",
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ],
+    ));
+    assert_eq!(whoami, r#"bob ["system:authenticated"]"#);
+    let whoami = stdout(kubectl_as(
+        "s3cret-admin",
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    ));
+    assert_eq!(whoami, "alice");
+    assert_eq!(
+        stdout(kubectl_as(
+            "s3cret-user",
+            &["auth", "can-i", "create", "pods"]
+        )),
+        "no"
+    );
+    assert_eq!(
+        stdout(kubectl_as(
+            "s3cret-user",
+            &["auth", "can-i", "get", "/version"]
+        )),
+        "yes"
+    );
+    assert_eq!(
+        stdout(kubectl_as(
+            "s3cret-user",
+            &["auth", "can-i", "get", "/metrics"]
+        )),
+        "no"
+    );
+    assert_eq!(
+        stdout(kubectl_as(
+            "s3cret-admin",
+            &["auth", "can-i", "delete", "nodes"]
+        )),
+        "yes"
+    );
     common::stop(child);
 }
 
