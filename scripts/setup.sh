@@ -21,6 +21,7 @@ as_root() {
 #   postgresql          a real PostgreSQL, started by the tests with initdb as an unprivileged user
 #   build-essential     cc for rusqlite's bundled SQLite
 #   pkg-config, curl, ca-certificates, procps   small tools the scripts and tests call
+#   python3, python3-venv  the official Python client's tests (a virtualenv, filled from PyPI)
 need_packages=()
 check() { # check <package> <probe...>
   local pkg=$1; shift
@@ -36,6 +37,8 @@ check curl command -v curl
 check ca-certificates test -d /etc/ssl/certs
 check procps command -v pkill
 check util-linux command -v setpriv
+check python3 test -x /usr/bin/python3
+check python3-venv /usr/bin/python3 -c 'import venv, ensurepip'
 
 if [ ${#need_packages[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "missing ${need_packages[*]} and no apt-get: install them by hand"

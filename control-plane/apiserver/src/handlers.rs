@@ -633,16 +633,7 @@ async fn watch_response(
     include: IncludeObject,
 ) -> ApiResult<Response<Body>> {
     let opts = list_opts(query)?;
-    let send_initial = match query.get("sendInitialEvents") {
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        None => None,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "invalid sendInitialEvents: {other:?}"
-            )));
-        }
-    };
+    let send_initial = query.bool("sendInitialEvents");
     let rv = opts.resource_version.as_deref();
     let start = match (send_initial, rv) {
         (Some(true), _) => Start::WithInitialState,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kedge_apimachinery::patch::{self, PatchType};
 use kedge_apimachinery::selector::{FieldSelector, LabelSelector};
+use kedge_apimachinery::validation::{NameRule, validate_object_meta, validate_object_meta_update};
 use kedge_datastore::{Clock, KeyValue, ListRequest, Revision, Store, WriteOptions};
 use kedge_resources::catalog::{ResourceInfo, Subresource};
 use kedge_resources::{convert, defaults, typed, validate};
@@ -485,12 +486,17 @@ impl Registry {
         generate_job_selector(info, &mut obj);
         defaults::apply(info.group, info.kind, &mut obj);
         let name = object::name(&obj).unwrap_or_default().to_string();
-        let mut errors = kedge_apimachinery::validation::validate_object_meta(
-            object::metadata(&obj),
-            info.namespaced,
-            kedge_resources::validate::name_rule(info.group, info.kind),
-        );
-        errors.extend(validate::validate(info.group, info.kind, &obj, None));
+        // The kind's own validation checks the metadata too. As upstream's
+        // BeforeCreate, the generic common-field check runs only when that
+        // passed, so no problem is reported twice.
+        let mut errors = validate::validate(info.group, info.kind, &obj, None);
+        if errors.is_empty() {
+            errors = validate_object_meta(
+                object::metadata(&obj),
+                info.namespaced,
+                NameRule::PathSegment,
+            );
+        }
         if !errors.is_empty() {
             return Err(ApiError::invalid(info, &name, &errors));
         }
@@ -663,16 +669,15 @@ impl Registry {
     ) -> ApiResult<Attempt> {
         let mut obj = prepare_update(info, sub, old, new);
         defaults::apply(info.group, info.kind, &mut obj);
-        let mut errors = kedge_apimachinery::validation::validate_object_meta_update(
-            object::metadata(&obj),
-            object::metadata(old),
-        );
-        errors.extend(kedge_apimachinery::validation::validate_object_meta(
-            object::metadata(&obj),
-            info.namespaced,
-            kedge_resources::validate::name_rule(info.group, info.kind),
-        ));
-        errors.extend(validate::validate(info.group, info.kind, &obj, Some(old)));
+        // As on create: the kind's own validation (which checks the
+        // metadata update), then, only if that passed, upstream's generic
+        // common-field checks.
+        let mut errors = validate::validate(info.group, info.kind, &obj, Some(old));
+        if errors.is_empty() {
+            let meta = object::metadata(&obj);
+            errors = validate_object_meta(meta, info.namespaced, NameRule::PathSegment);
+            errors.extend(validate_object_meta_update(meta, object::metadata(old)));
+        }
         if !errors.is_empty() {
             return Err(ApiError::invalid(info, name, &errors));
         }

@@ -204,9 +204,19 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
-    /// A boolean parameter: present and `true` or `1`.
+    /// A boolean parameter as upstream decodes one into `ListOptions` and
+    /// its kin: absent is `None`; `0` or `false` in any case is false;
+    /// anything else, even an empty value, is true. So Python's `True`
+    /// (the official client's `watch=True`) is true.
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        self.0
+            .get(key)
+            .map(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
+    }
+
+    /// A boolean parameter that is present and true; see [`Query::bool`].
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        self.bool(key) == Some(true)
     }
 }
 
@@ -366,6 +376,33 @@ mod tests {
                 "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
             )),
             Some(Output::Metadata("v1"))
+        );
+    }
+
+    #[test]
+    fn booleans_decode_as_upstream_decodes_them() {
+        let q = Query::parse(Some(
+            "a=true&b=True&c=1&d=&e=yes&f=false&g=FALSE&h=0&watch=True",
+        ));
+        for key in ["a", "b", "c", "d", "e"] {
+            assert_eq!(q.bool(key), Some(true), "{key}");
+            assert!(q.flag(key), "{key}");
+        }
+        for key in ["f", "g", "h"] {
+            assert_eq!(q.bool(key), Some(false), "{key}");
+            assert!(!q.flag(key), "{key}");
+        }
+        assert_eq!(q.bool("absent"), None);
+        assert!(!q.flag("absent"));
+        // The Python client sends `watch=True`: that is a watch.
+        let cms = "/api/v1/namespaces/default/configmaps";
+        assert_eq!(
+            r(Method::GET, cms, "watch=True"),
+            res(Verb::Watch, "", Some("default"), "configmaps", None, None)
+        );
+        assert_eq!(
+            r(Method::GET, cms, "watch=False"),
+            res(Verb::List, "", Some("default"), "configmaps", None, None)
         );
     }
 

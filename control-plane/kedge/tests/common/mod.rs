@@ -12,6 +12,12 @@ pub const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// `kedge server` on a free port, with its kubeconfig inside `data_dir`.
 pub fn kedge(data_dir: &Path, endpoint: &str) -> Command {
+    kedge_on(data_dir, endpoint, 0)
+}
+
+/// `kedge server` on `port` (`0`: a free one), with its kubeconfig inside
+/// `data_dir`.
+pub fn kedge_on(data_dir: &Path, endpoint: &str, port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kedge"));
     cmd.arg("server")
         .arg("--data-dir")
@@ -19,7 +25,7 @@ pub fn kedge(data_dir: &Path, endpoint: &str) -> Command {
         .arg("--datastore-endpoint")
         .arg(endpoint)
         .arg("--https-listen-port")
-        .arg("0")
+        .arg(port.to_string())
         .arg("--bind-address")
         .arg("127.0.0.1")
         .arg("--write-kubeconfig")
@@ -29,6 +35,13 @@ pub fn kedge(data_dir: &Path, endpoint: &str) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd
+}
+
+/// A loopback port that was free a moment ago, for a server that must keep
+/// its URL across a restart (a client's watch resumes only on the same URL).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().unwrap().port()
 }
 
 /// Starts the server and waits for `ready` in its log. Returns the child
@@ -79,6 +92,8 @@ pub struct Cluster {
     child: Option<Child>,
     pub log: mpsc::Receiver<String>,
     pub data_dir: PathBuf,
+    endpoint: String,
+    port: u16,
     pub kubeconfig: PathBuf,
     home: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
@@ -93,18 +108,35 @@ impl Cluster {
         c
     }
 
+    /// A server on embedded SQLite in a fresh directory, on a port chosen
+    /// up front so that [`Cluster::restart`] keeps the same URL.
+    pub fn sqlite_on_fixed_port() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster::start_on(dir.path(), "", free_port());
+        c._dir = Some(dir);
+        c
+    }
+
     /// A server on `endpoint`, keeping its state in `data_dir`.
     pub fn start_in(data_dir: &Path, endpoint: &str) -> Cluster {
+        Cluster::start_on(data_dir, endpoint, 0)
+    }
+
+    /// A server on `endpoint` and `port` (`0`: a free one, new on every
+    /// start), keeping its state in `data_dir`.
+    pub fn start_on(data_dir: &Path, endpoint: &str, port: u16) -> Cluster {
         assert!(
             Path::new(KUBECTL).exists(),
             "these tests drive the real kubectl, expected at {KUBECTL}; install kubectl v1.32 there"
         );
-        let (child, log) = start_until(kedge(data_dir, endpoint), "Kubernetes API ready");
+        let (child, log) = start_until(kedge_on(data_dir, endpoint, port), "Kubernetes API ready");
         let home = tempfile::tempdir().unwrap();
         let c = Cluster {
             child: Some(child),
             log,
             data_dir: data_dir.to_path_buf(),
+            endpoint: endpoint.to_string(),
+            port,
             kubeconfig: data_dir.join("kubeconfig.yaml"),
             home,
             _dir: None,
@@ -205,6 +237,27 @@ impl Cluster {
         if let Some(child) = self.child.take() {
             stop(child);
         }
+    }
+
+    /// Starts the server again after [`Cluster::stop`], on the same data
+    /// directory, datastore and port. With a fixed port
+    /// ([`Cluster::sqlite_on_fixed_port`]) clients keep working on the same
+    /// URL; with port `0` it gets a new port and rewrites the kubeconfig.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        let (child, log) = start_until(
+            kedge_on(&self.data_dir, &self.endpoint, self.port),
+            "Kubernetes API ready",
+        );
+        self.child = Some(child);
+        self.log = log;
+        self.wait_ready();
+    }
+
+    /// [`Cluster::stop`], then [`Cluster::start`].
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start();
     }
 
     /// The admin credentials as PEM (CA, client cert, client key).
