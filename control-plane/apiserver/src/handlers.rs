@@ -363,9 +363,7 @@ fn delete_opts(query: &Query, content_type: Option<&str>, body: &[u8]) -> ApiRes
         propagation_policy: query.get("propagationPolicy").map(str::to_string),
         ..Default::default()
     };
-    if query.get("orphanDependents") == Some("true") && opts.propagation_policy.is_none() {
-        opts.propagation_policy = Some("Orphan".into());
-    }
+    opts.orphan_dependents = query.bool("orphanDependents");
     if !body.iter().all(u8::is_ascii_whitespace) {
         let v = parse_body(content_type, body)?;
         if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
@@ -374,10 +372,8 @@ fn delete_opts(query: &Query, content_type: Option<&str>, body: &[u8]) -> ApiRes
         if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
             opts.propagation_policy = Some(p.to_string());
         }
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
-            && opts.propagation_policy.is_none()
-        {
-            opts.propagation_policy = Some("Orphan".into());
+        if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
+            opts.orphan_dependents = Some(orphan);
         }
         if let Some(dr) = v.get("dryRun").and_then(Value::as_array) {
             for d in dr {
@@ -392,6 +388,9 @@ fn delete_opts(query: &Query, content_type: Option<&str>, body: &[u8]) -> ApiRes
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
+    }
+    if opts.orphan_dependents == Some(true) && opts.propagation_policy.is_none() {
+        opts.propagation_policy = Some("Orphan".into());
     }
     Ok(opts)
 }
@@ -574,8 +573,14 @@ async fn resource(
             }
             let body = read_body(req).await?;
             let opts = delete_opts(&query, content_type.as_deref(), &body)?;
-            let w = registry.delete(info, ns, &name, &opts).await?;
-            if info.kind == "Pod" || w.code == 202 {
+            let mut w = registry.delete(info, ns, &name, &opts).await?;
+            let pending = w.code == 202;
+            if info.kind == "Pod" || pending {
+                // A deletion still pending answers with the object: 200, or
+                // 202 when the client explicitly set orphanDependents=false.
+                if opts.orphan_dependents != Some(false) {
+                    w.code = 200;
+                }
                 Ok(respond(w))
             } else {
                 let uid = object::uid(&w.object).map(str::to_string);

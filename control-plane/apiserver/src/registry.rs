@@ -66,6 +66,10 @@ pub struct DeleteOpts {
     pub propagation_policy: Option<String>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// The deprecated `orphanDependents`, as given; `true` already turned
+    /// into `propagation_policy` Orphan. Upstream answers 202 rather than
+    /// 200 for a pending deletion only when it is explicitly `false`.
+    pub orphan_dependents: Option<bool>,
 }
 
 /// What a list asks for.

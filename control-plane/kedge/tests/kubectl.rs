@@ -939,3 +939,59 @@ fn events_are_served_by_both_event_apis() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// DeleteOptions from the query (with upstream's loose booleans) and from
+/// the body: propagation leaves a finalizer for the garbage collector, and
+/// a failed precondition deletes nothing.
+#[test]
+fn delete_options_from_query_and_body() {
+    let c = Cluster::sqlite();
+    for name in ["orphaned", "foreground", "kept"] {
+        c.ok(&["create", "configmap", name]);
+    }
+    let url = format!("{}/api/v1/namespaces/default/configmaps", c.server_url());
+    let (code, body) = c.curl_admin(&[
+        "-X",
+        "DELETE",
+        &format!("{url}/orphaned?orphanDependents=True"),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let finalizers =
+        |name: &str| c.ok(&["get", "cm", name, "-o", "jsonpath={.metadata.finalizers}"]);
+    assert_eq!(finalizers("orphaned"), r#"["orphan"]"#);
+    let (code, body) = c.curl_admin(&[
+        "-X",
+        "DELETE",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        r#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Foreground"}"#,
+        &format!("{url}/foreground"),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(finalizers("foreground"), r#"["foregroundDeletion"]"#);
+    let (code, body) = c.curl_admin(&[
+        "-X",
+        "DELETE",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        r#"{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":"not-its-uid"}}"#,
+        &format!("{url}/kept"),
+    ]);
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("Precondition failed: UID in precondition"),
+        "{body}"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "cm",
+            "kept",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}"
+        ]),
+        ""
+    );
+}
