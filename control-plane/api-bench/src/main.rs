@@ -347,49 +347,6 @@ async fn measure(backend: Backend, server: &KedgeServer, plan: &Plan) -> Result<
     let get = OpenPhase::new(&gets, meter.end(mark)?);
     report_open(backend, &gets);
 
-    let list_path = objects::configmaps_path("bench-list");
-    let first = conn.call(Method::GET, &list_path, None).await?;
-    let items = objects::item_count(&first)?;
-    if items != plan.list_objects {
-        bail!(
-            "LIST {list_path} returned {items} items, expected {}",
-            plan.list_objects
-        );
-    }
-    // First at a rate the server keeps up with (the latency of one list),
-    // then at the full rate (can the server keep up?).
-    let mut lists = Vec::new();
-    for rate in [plan.list_slow_rate, plan.rate] {
-        say(
-            backend,
-            format!(
-                "LIST {items} ConfigMaps ({} KiB) at {rate}/s for {:?}…",
-                first.len() / 1024,
-                plan.open
-            ),
-        );
-        let count = (rate * plan.open.as_secs_f64()) as usize;
-        let mark = meter.begin()?;
-        let run = open_loop(rate, count, |_| {
-            let (conn, path) = (conn.clone(), list_path.clone());
-            async move {
-                conn.call(Method::GET, &path, None).await?;
-                Ok(())
-            }
-        })
-        .await;
-        lists.push(OpenPhase::new(&run, meter.end(mark)?));
-        report_open(backend, &run);
-    }
-    let list = lists.pop().expect("two list phases");
-    let list_slow = lists.pop().expect("two list phases");
-    tokio::time::sleep(plan.settle).await;
-    let after_lists = meter.memory()?;
-    say(
-        backend,
-        format!("  RSS {} when idle again", stats::mib(after_lists.rss_kib)),
-    );
-
     say(
         backend,
         format!(
@@ -459,6 +416,49 @@ async fn measure(backend: Backend, server: &KedgeServer, plan: &Plan) -> Result<
             ),
         );
     }
+
+    let list_path = objects::configmaps_path("bench-list");
+    let first = conn.call(Method::GET, &list_path, None).await?;
+    let items = objects::item_count(&first)?;
+    if items != plan.list_objects {
+        bail!(
+            "LIST {list_path} returned {items} items, expected {}",
+            plan.list_objects
+        );
+    }
+    // First at a rate the server keeps up with (the latency of one list),
+    // then at the full rate (can the server keep up?).
+    let mut lists = Vec::new();
+    for rate in [plan.list_slow_rate, plan.rate] {
+        say(
+            backend,
+            format!(
+                "LIST {items} ConfigMaps ({} KiB) at {rate}/s for {:?}…",
+                first.len() / 1024,
+                plan.open
+            ),
+        );
+        let count = (rate * plan.open.as_secs_f64()) as usize;
+        let mark = meter.begin()?;
+        let run = open_loop(rate, count, |_| {
+            let (conn, path) = (conn.clone(), list_path.clone());
+            async move {
+                conn.call(Method::GET, &path, None).await?;
+                Ok(())
+            }
+        })
+        .await;
+        lists.push(OpenPhase::new(&run, meter.end(mark)?));
+        report_open(backend, &run);
+    }
+    let list = lists.pop().expect("two list phases");
+    let list_slow = lists.pop().expect("two list phases");
+    tokio::time::sleep(plan.settle).await;
+    let after_lists = meter.memory()?;
+    say(
+        backend,
+        format!("  RSS {} when idle again", stats::mib(after_lists.rss_kib)),
+    );
 
     let mut closed = Vec::new();
     for &clients in &plan.clients {
