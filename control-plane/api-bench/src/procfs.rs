@@ -54,15 +54,28 @@ fn parse_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU time the whole machine spent busy so far (user, nice, system, irq,
-/// softirq over all CPUs; not idle, iowait or steal), from /proc/stat.
-pub fn machine_busy() -> Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
-    let ticks = parse_machine_busy(&stat).context("parse /proc/stat")?;
-    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+/// CPU time of the whole machine so far, over all CPUs, from /proc/stat.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MachineCpu {
+    /// user, nice, system, irq and softirq: not idle, iowait or steal.
+    pub busy: Duration,
+    /// Time the hypervisor ran something else while a CPU of this virtual
+    /// machine wanted to run.
+    pub steal: Duration,
 }
 
-fn parse_machine_busy(stat: &str) -> Option<u64> {
+pub fn machine_cpu() -> Result<MachineCpu> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let (busy, steal) = parse_machine_cpu(&stat).context("parse /proc/stat")?;
+    let secs = |ticks: u64| Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64);
+    Ok(MachineCpu {
+        busy: secs(busy),
+        steal: secs(steal),
+    })
+}
+
+/// (busy, steal) in clock ticks.
+fn parse_machine_cpu(stat: &str) -> Option<(u64, u64)> {
     let fields: Vec<u64> = stat
         .lines()
         .next()?
@@ -72,7 +85,7 @@ fn parse_machine_busy(stat: &str) -> Option<u64> {
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal ...
     let at = |i: usize| fields.get(i).copied().unwrap_or(0);
-    Some(at(0) + at(1) + at(2) + at(5) + at(6))
+    Some((at(0) + at(1) + at(2) + at(5) + at(6), at(7)))
 }
 
 /// The 1-minute load average, from /proc/loadavg.
@@ -112,7 +125,7 @@ pub struct Mark {
     at: tokio::time::Instant,
     server_cpu: Duration,
     bench_cpu: Duration,
-    machine_busy: Duration,
+    machine: MachineCpu,
 }
 
 /// What a phase cost.
@@ -126,6 +139,8 @@ pub struct Usage {
     /// CPU time of every other process on the machine (other people's
     /// builds and tests on a shared machine, PostgreSQL).
     pub others_cpu: Duration,
+    /// CPU time the hypervisor took from this virtual machine.
+    pub steal: Duration,
     /// Highest VmRSS the sampler saw.
     pub peak_rss_kib: u64,
 }
@@ -142,6 +157,10 @@ impl Usage {
 
     pub fn others_core_pct(&self) -> f64 {
         pct(self.others_cpu, self.wall)
+    }
+
+    pub fn steal_core_pct(&self) -> f64 {
+        pct(self.steal, self.wall)
     }
 }
 
@@ -185,7 +204,7 @@ impl Meter {
             at: tokio::time::Instant::now(),
             server_cpu: cpu_time(self.pid)?,
             bench_cpu: cpu_time(std::process::id())?,
-            machine_busy: machine_busy()?,
+            machine: machine_cpu()?,
         })
     }
 
@@ -194,12 +213,14 @@ impl Meter {
         let now = self.memory()?.rss_kib;
         let server_cpu = cpu_time(self.pid)?.saturating_sub(mark.server_cpu);
         let bench_cpu = cpu_time(std::process::id())?.saturating_sub(mark.bench_cpu);
-        let busy = machine_busy()?.saturating_sub(mark.machine_busy);
+        let machine = machine_cpu()?;
+        let busy = machine.busy.saturating_sub(mark.machine.busy);
         Ok(Usage {
             wall: mark.at.elapsed(),
             server_cpu,
             bench_cpu,
             others_cpu: busy.saturating_sub(server_cpu + bench_cpu),
+            steal: machine.steal.saturating_sub(mark.machine.steal),
             peak_rss_kib: self.peak_kib.load(Ordering::Relaxed).max(now),
         })
     }
@@ -234,8 +255,8 @@ mod tests {
     #[test]
     fn sums_the_busy_columns_of_the_cpu_line() {
         let stat = "cpu  100 5 50 9000 30 2 3 7 0 0\ncpu0 50 2 25 4500 15 1 1 3 0 0\n";
-        assert_eq!(parse_machine_busy(stat), Some(160));
-        assert_eq!(parse_machine_busy("intr 1 2 3"), None);
+        assert_eq!(parse_machine_cpu(stat), Some((160, 7)));
+        assert_eq!(parse_machine_cpu("intr 1 2 3"), None);
     }
 
     #[test]
@@ -243,6 +264,6 @@ mod tests {
         let m = memory(std::process::id()).unwrap();
         assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
         assert!(cpu_time(std::process::id()).is_ok());
-        assert!(machine_busy().unwrap() > Duration::ZERO);
+        assert!(machine_cpu().unwrap().busy > Duration::ZERO);
     }
 }

@@ -82,10 +82,11 @@ pub fn section(runs: &[BackendRun], plan: &Plan, command: &str) -> String {
          (watcher, event) pair. Memory is the kedge process's VmRSS and VmHWM from /proc \
          (PostgreSQL's own memory is not included), sampled every 50 ms for the peaks. CPU is \
          utime+stime from /proc as a share of one core over the phase (200% is the whole \
-         machine), for the server, the bench, and all other processes together (from \
-         /proc/stat: PostgreSQL for that backend, and whatever else the shared machine ran at \
-         the time). Lists run at 10/s as well as at \
-         100/s, to show the latency of one list apart from any queueing.\n",
+         machine), for the server, the bench, all other processes together (from /proc/stat: \
+         PostgreSQL for that backend, and whatever else the shared machine ran at the time), and \
+         steal: time the hypervisor gave to other guests while this virtual machine wanted to \
+         run. Lists run at 10/s as well as at 100/s, to show the latency of one list apart from \
+         any queueing.\n",
         crate::client::objects::DATA_BYTES,
         thousands(plan.watchers as u64),
         plan.watch_rate,
@@ -107,13 +108,14 @@ pub fn section(runs: &[BackendRun], plan: &Plan, command: &str) -> String {
     s
 }
 
-/// "server / bench / others" CPU as shares of one core.
+/// "server / bench / others / steal" CPU as shares of one core.
 fn cpu_cell(u: &Usage) -> String {
     format!(
-        "{:.0}% / {:.0}% / {:.0}%",
+        "{:.0}% / {:.0}% / {:.0}% / {:.0}%",
         u.server_core_pct(),
         u.bench_core_pct(),
-        u.others_core_pct()
+        u.others_core_pct(),
+        u.steal_core_pct()
     )
 }
 
@@ -165,7 +167,7 @@ fn backend_table(s: &mut String, run: &BackendRun, plan: &Plan) {
     w!(s, "### {}\n", run.backend.title());
     w!(
         s,
-        "| phase | load | done | errors | p50 | p99 | max | rate | peak RSS | CPU: server / bench / others |"
+        "| phase | load | done | errors | p50 | p99 | max | rate | peak RSS | CPU: server / bench / others / steal |"
     );
     w!(s, "|---|---|---|---|---|---|---|---|---|---|");
     open_row(s, "create ConfigMap (POST)", plan.rate, plan, &run.create);
@@ -398,19 +400,17 @@ fn anchors(s: &mut String, runs: &[BackendRun]) {
             .map(|p| p.usage.others_core_pct())
             .sum::<f64>()
             / n;
+        let steal = phases.iter().map(|p| p.usage.steal_core_pct()).sum::<f64>() / n;
         let lag = phases.iter().map(|p| p.lag.p99).max().unwrap_or_default();
         w!(
             s,
-            "Two things weigh on the 100/s latencies and are not the server's: the bench's own \
-             timer lateness (p99 up to {} in the create, update and get phases), and the rest of \
-             this shared machine, whose other processes used {others:.0}% of a core on average \
-             (of 200%) during those phases{}.\n",
+            "What weighs on the 100/s latencies and is not the server's: the bench's own timer \
+             lateness (p99 up to {} in the create, update and get phases; it is in the \
+             latencies), the other processes of this shared machine ({others:.0}% of a core on \
+             average, of 200%, during those phases), and the hypervisor ({steal:.1}% of a core \
+             stolen on average). A stall of the whole virtual machine shows as timer lateness \
+             and as latency at once.\n",
             ms(lag),
-            if others > 100.0 {
-                ", so kedge ran on what was left"
-            } else {
-                ""
-            }
         );
     }
     let mut header = "| anchor (published) |".to_string();
