@@ -7,6 +7,7 @@
 //! - [`history`] records concurrent operations and watch events and checks
 //!   them for linearizability and exact delivery.
 //! - [`backends`] wires each backend to a fresh database for a test.
+//! - [`report`] writes a benchmark's own section of `docs/benchmarks.md`.
 //! - The `datastore-bench` binary measures each backend and writes
 //!   `docs/benchmarks.md`.
 //!
@@ -15,4 +16,5 @@
 pub mod backends;
 pub mod conformance;
 pub mod history;
+pub mod report;
 pub mod servers;

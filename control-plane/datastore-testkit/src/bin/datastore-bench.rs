@@ -9,7 +9,7 @@
 //! Usage: datastore-bench [--backends sqlite,postgres,etcd] [--quick] [--no-docs]
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +21,10 @@ use kedge_datastore::{ListRequest, Store, WriteOptions};
 use kedge_datastore_etcd::{EtcdConfig, EtcdStore};
 use kedge_datastore_postgres::{PostgresConfig, PostgresStore};
 use kedge_datastore_sqlite::{SqliteConfig, SqliteStore};
+use kedge_datastore_testkit::report;
 use kedge_datastore_testkit::servers::{Durability, Etcd, Postgres};
 
 const NO_TTL: WriteOptions = WriteOptions { ttl: None };
-const MARK_BEGIN: &str = "<!-- datastore-bench:begin -->";
-const MARK_END: &str = "<!-- datastore-bench:end -->";
 
 struct Sizes {
     sequential: usize,
@@ -458,38 +457,6 @@ fn anchors(results: &[Results]) -> String {
     t
 }
 
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    format!("{cpus} CPUs, {mem_gib:.0} GiB, Linux {}", kernel.trim())
-}
-
-fn write_docs(path: &Path, section: &str) -> Result<()> {
-    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let updated = match (existing.find(MARK_BEGIN), existing.find(MARK_END)) {
-        (Some(b), Some(e)) if b < e => format!(
-            "{}{MARK_BEGIN}\n{section}{MARK_END}{}",
-            &existing[..b],
-            &existing[e + MARK_END.len()..]
-        ),
-        _ => format!(
-            "{}\n{MARK_BEGIN}\n{section}{MARK_END}\n",
-            existing.trim_end()
-        ),
-    };
-    let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, updated).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replace {}", path.display()))
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -583,8 +550,8 @@ async fn main() -> Result<()> {
          commit), all with data on disk under /var/tmp. Values are ~450 bytes. Latency is per \
          call as the client sees it; watch delivery is from the write's call to the event \
          reaching a watcher, on the same store instance or on a second one (another server) on the same database.\n",
-        today(),
-        machine(),
+        report::today(),
+        report::machine(),
         if quick { " (quick sizes)" } else { "" }
     );
     section.push_str(&table(&results));
@@ -593,22 +560,10 @@ async fn main() -> Result<()> {
     section.push('\n');
     println!("{section}");
     if write {
-        let path = docs_path();
-        write_docs(&path, &section)?;
+        let path = report::benchmarks_md();
+        report::write_section(&path, "datastore-bench", &section)
+            .with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
-}
-
-fn docs_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md")
-}
-
-fn today() -> String {
-    std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "today".into(), |s| s.trim().to_string())
 }
