@@ -164,10 +164,26 @@ struct ProtoField {
     ty: Scalar,
 }
 
+/// The host's target triple, from `rustc -vV`.
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("run rustc -vV");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_string()
+}
+
 /// Where cargo keeps a dependency's sources.
 fn package_dir(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    // Only this platform's packages: a fresh checkout has downloaded no
+    // others, and --offline cannot fetch them.
     let out = std::process::Command::new(cargo)
         .args([
             "metadata",
@@ -175,6 +191,8 @@ fn package_dir(name: &str) -> PathBuf {
             "1",
             "--offline",
             "--locked",
+            "--filter-platform",
+            &host_triple(),
             "--manifest-path",
         ])
         .arg(&manifest)
