@@ -1,0 +1,98 @@
+//! kedge-controllers: the controllers of `kedge server`, each a kube-rs
+//! client of the local Kubernetes API, like kube-controller-manager's.
+//!
+//! The binary builds one [`Context`] (a [`kube::Client`] with the
+//! controller-manager's certificate, an injected [`Clock`], and the
+//! [`Config`] from the server's flags) and calls [`run`]. [`run`] waits for
+//! the `kube-system/kube-controller-manager` Lease ([`leader`]) and, while it
+//! holds it, runs every controller from [`controllers`]. When the lease is
+//! lost, every controller is stopped before the server campaigns again, so
+//! two servers never run them at once.
+//!
+//! Each controller is a plain future ([`ControllerFuture`]) that runs until
+//! it is dropped; most are built on `kube::runtime::Controller`. Their
+//! decisions are pure functions of the objects they read, tested on tables;
+//! the loops around them are tested end to end against the real server in
+//! `control-plane/kedge/tests`.
+//!
+//! | module | controllers |
+//! |--------|-------------|
+//! | [`workloads`] | ReplicaSet, Deployment, DaemonSet, StatefulSet, Job, CronJob |
+//! | [`leader`] | Lease-based leader election (also used for the scheduler) |
+
+pub mod clock;
+pub mod leader;
+pub mod workloads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+pub use clock::{Clock, SystemClock};
+
+/// Errors of the controllers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    /// A watch stream failed.
+    #[error("watch failed: {0}")]
+    Watch(#[from] kube::runtime::watcher::Error),
+    /// An object could not be turned into what the controller needs.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Settings from `kedge server`'s flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a node's Lease may go unrenewed before the node is Unknown
+    /// (`--node-monitor-grace-period`, 50 s).
+    pub node_monitor_grace_period: Duration,
+    /// The pod network nodes get their podCIDRs from (`--cluster-cidr`).
+    pub cluster_cidr: String,
+    /// The prefix length of each node's podCIDR (`--node-cidr-mask-size`, 24).
+    pub node_cidr_mask_size: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_monitor_grace_period: Duration::from_secs(50),
+            cluster_cidr: "10.42.0.0/16".to_string(),
+            node_cidr_mask_size: 24,
+        }
+    }
+}
+
+/// What every controller is given.
+#[derive(Clone)]
+pub struct Context {
+    /// A client of the local API server, as system:kube-controller-manager.
+    pub client: kube::Client,
+    /// The time source; tests inject their own.
+    pub clock: Arc<dyn Clock>,
+    /// Settings from the server's flags.
+    pub config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running controller: it returns only when it fails for good, and is
+/// stopped by dropping it.
+pub type ControllerFuture = BoxFuture<'static, Result<(), Error>>;
+
+/// Every controller, by name.
+pub fn controllers(ctx: &Context) -> Vec<(&'static str, ControllerFuture)> {
+    let mut all = Vec::new();
+    all.extend(workloads::controllers(ctx));
+    all
+}

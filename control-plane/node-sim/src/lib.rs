@@ -1,0 +1,1 @@
+//! kedge-node-sim (skeleton; being written).

@@ -1,0 +1,3 @@
+//! kedge-scheduler: places pending pods on nodes.
+//!
+//! (Skeleton; being written.)

@@ -1,0 +1,1 @@
+//! kedge-tunnel (skeleton; being written).
