@@ -947,3 +947,283 @@ fn release(inner: &mut Inner, id: u32, alive: bool) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MAX: u32 = 16 * 1024;
+
+    fn all_frames() -> Vec<Frame> {
+        vec![
+            Frame::Open {
+                stream: 1,
+                window: 65536,
+            },
+            Frame::Data {
+                stream: 3,
+                payload: Bytes::from_static(b"hello"),
+            },
+            Frame::Window {
+                stream: 2,
+                increment: 10,
+            },
+            Frame::Fin { stream: 5 },
+            Frame::Reset { stream: 7 },
+            Frame::Ping { opaque: 42 },
+            Frame::Pong { opaque: 43 },
+            Frame::GoAway { code: 0 },
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let mut buf = BytesMut::new();
+        for frame in all_frames() {
+            encode(&frame, &mut buf);
+        }
+        for frame in all_frames() {
+            assert_eq!(decode(&mut buf, MAX).unwrap(), Some(frame));
+        }
+        assert!(buf.is_empty());
+        assert_eq!(decode(&mut buf, MAX).unwrap(), None);
+    }
+
+    #[test]
+    fn truncated_frames_wait_for_more() {
+        let mut whole = BytesMut::new();
+        encode(
+            &Frame::Data {
+                stream: 1,
+                payload: Bytes::from_static(b"0123456789"),
+            },
+            &mut whole,
+        );
+        for cut in 0..whole.len() {
+            let mut part = BytesMut::from(&whole[..cut]);
+            assert_eq!(decode(&mut part, MAX).unwrap(), None, "cut at {cut}");
+            assert_eq!(part.len(), cut, "a partial frame is not consumed");
+        }
+    }
+
+    #[test]
+    fn malformed_headers_are_errors() {
+        let header = |version: u8, kind: u8, reserved: u16, stream: u32, len: u32| {
+            let mut b = BytesMut::new();
+            b.put_u8(version);
+            b.put_u8(kind);
+            b.put_u16(reserved);
+            b.put_u32(stream);
+            b.put_u32(len);
+            b.put_bytes(0, 16);
+            b
+        };
+        let cases = [
+            (header(2, KIND_DATA, 0, 1, 1), "version"),
+            (header(1, 99, 0, 1, 1), "kind"),
+            (header(1, KIND_DATA, 1, 1, 1), "reserved"),
+            (header(1, KIND_DATA, 0, 0, 1), "stream id 0"),
+            (header(1, KIND_PING, 0, 1, 8), "ping on a stream"),
+            (header(1, KIND_DATA, 0, 1, 0), "empty data"),
+            (header(1, KIND_DATA, 0, 1, MAX + 1), "oversized data"),
+            (header(1, KIND_DATA, 0, 1, u32::MAX), "forged length"),
+            (header(1, KIND_WINDOW, 0, 1, 5), "window length"),
+            (header(1, KIND_WINDOW, 0, 1, 4), "zero window"),
+            (header(1, KIND_FIN, 0, 1, 3), "fin with payload"),
+        ];
+        for (mut buf, what) in cases {
+            match decode(&mut buf, MAX) {
+                Err(MuxError::Protocol(_)) => {}
+                other => panic!("{what}: expected a protocol error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn random_tampering_never_panics() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut clean = BytesMut::new();
+        for frame in all_frames() {
+            encode(&frame, &mut clean);
+        }
+        for _ in 0..20_000 {
+            let mut buf = clean.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..buf.len());
+                buf[i] = rng.random();
+            }
+            let cut = rng.random_range(0..=buf.len());
+            buf.truncate(cut);
+            // Whatever the bytes, decoding ends in frames, a need for more, or an error.
+            while let Ok(Some(_)) = decode(&mut buf, MAX) {}
+        }
+    }
+
+    fn config() -> MuxConfig {
+        MuxConfig {
+            max_streams: 8,
+            window: 32 * 1024,
+            max_frame: 4 * 1024,
+            keepalive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+        }
+    }
+
+    fn pair() -> (MuxConnection, MuxConnection) {
+        let (a, b) = tokio::io::duplex(8 * 1024);
+        let (client, client_driver) = MuxConnection::new(a, Role::Client, config());
+        let (server, server_driver) = MuxConnection::new(b, Role::Server, config());
+        tokio::spawn(client_driver);
+        tokio::spawn(server_driver);
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn streams_both_ways_with_flow_control() {
+        let (client, server) = pair();
+        // Far more than one window, so the sender must wait for grants.
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+
+        let (mut send, mut recv) = client.open_bi().unwrap();
+        let expected = payload.clone();
+        let echo = tokio::spawn(async move {
+            let (mut s_send, mut s_recv) = server.accept_bi().await.unwrap();
+            let mut got = Vec::new();
+            s_recv.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, expected);
+            s_send.write_all(b"thanks").await.unwrap();
+            s_send.shutdown().await.unwrap();
+            // And a stream the server opens.
+            let (mut r_send, mut r_recv) = server.open_bi().unwrap();
+            r_send.write_all(b"reverse").await.unwrap();
+            r_send.shutdown().await.unwrap();
+            let mut answer = String::new();
+            r_recv.read_to_string(&mut answer).await.unwrap();
+            assert_eq!(answer, "ack");
+            server
+        });
+        send.write_all(&payload).await.unwrap();
+        send.shutdown().await.unwrap();
+        let mut reply = String::new();
+        recv.read_to_string(&mut reply).await.unwrap();
+        assert_eq!(reply, "thanks");
+
+        let (mut r_send, mut r_recv) = client.accept_bi().await.unwrap();
+        let mut text = String::new();
+        r_recv.read_to_string(&mut text).await.unwrap();
+        assert_eq!(text, "reverse");
+        r_send.write_all(b"ack").await.unwrap();
+        r_send.shutdown().await.unwrap();
+        let _server = echo.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stream_limit_resets_extra_streams() {
+        let (client, server) = pair();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(client.open_bi().unwrap());
+        }
+        assert_eq!(
+            client.open_bi().unwrap_err(),
+            MuxError::TooManyStreams(8)
+        );
+        drop(server);
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn garbage_from_the_peer_is_a_protocol_error() {
+        let (a, mut b) = tokio::io::duplex(8 * 1024);
+        let (client, driver) = MuxConnection::new(a, Role::Client, config());
+        let driver = tokio::spawn(driver);
+        let (_send, mut recv) = client.open_bi().unwrap();
+        // A data frame for a stream no one opened, then junk.
+        let mut buf = BytesMut::new();
+        encode(
+            &Frame::Data {
+                stream: 2,
+                payload: Bytes::from_static(b"x"),
+            },
+            &mut buf,
+        );
+        b.write_all(&buf).await.unwrap();
+        let err = driver.await.unwrap();
+        assert!(matches!(err, MuxError::Protocol(_)), "{err:?}");
+        let mut out = Vec::new();
+        let read = recv.read_to_end(&mut out).await.unwrap_err();
+        assert_eq!(read.kind(), io::ErrorKind::ConnectionAborted);
+        assert!(client.open_bi().is_err());
+    }
+
+    #[tokio::test]
+    async fn data_beyond_credit_is_a_protocol_error() {
+        let (a, mut b) = tokio::io::duplex(256 * 1024);
+        let (_server, driver) = MuxConnection::new(a, Role::Server, config());
+        let driver = tokio::spawn(driver);
+        let mut buf = BytesMut::new();
+        encode(
+            &Frame::Open {
+                stream: 1,
+                window: 1024,
+            },
+            &mut buf,
+        );
+        // 9 frames of 4 KiB: more than the 32 KiB window.
+        for _ in 0..9 {
+            encode(
+                &Frame::Data {
+                    stream: 1,
+                    payload: Bytes::from(vec![0u8; 4096]),
+                },
+                &mut buf,
+            );
+        }
+        b.write_all(&buf).await.unwrap();
+        let err = driver.await.unwrap();
+        assert!(
+            matches!(&err, MuxError::Protocol(m) if m.contains("credit")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn truncated_stream_is_an_error() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let (_conn, driver) = MuxConnection::new(a, Role::Client, config());
+        let driver = tokio::spawn(driver);
+        let mut buf = BytesMut::new();
+        encode(&Frame::Ping { opaque: 1 }, &mut buf);
+        b.write_all(&buf[..7]).await.unwrap();
+        drop(b);
+        let err = driver.await.unwrap();
+        assert!(
+            matches!(&err, MuxError::Protocol(m) if m.contains("inside a frame")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_peer_hits_the_idle_timeout() {
+        let (a, _b) = tokio::io::duplex(1024);
+        let (_conn, driver) = MuxConnection::new(a, Role::Client, config());
+        let started = Instant::now();
+        let err = driver.await;
+        assert_eq!(err, MuxError::IdleTimeout(Duration::from_secs(15)));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(15) && waited < Duration::from_secs(18));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_holds_an_idle_connection() {
+        let (client, server) = pair();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(client.close_reason(), None);
+        assert_eq!(server.close_reason(), None);
+        client.close();
+        assert_eq!(server.closed().await, MuxError::ClosedByPeer);
+    }
+}
