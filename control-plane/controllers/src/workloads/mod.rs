@@ -13,6 +13,7 @@
 
 pub mod common;
 pub mod deployment;
+pub mod job;
 pub mod replicaset;
 
 use crate::{Context, ControllerFuture};
@@ -22,5 +23,6 @@ pub fn controllers(ctx: &Context) -> Vec<(&'static str, ControllerFuture)> {
     vec![
         ("replicaset", replicaset::run(ctx)),
         ("deployment", deployment::run(ctx)),
+        ("job", job::run(ctx)),
     ]
 }
