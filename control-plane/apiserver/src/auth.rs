@@ -7,7 +7,8 @@
 //! is anonymous, and anonymous requests get 401.
 //!
 //! Authorisation is deliberately small until RBAC exists: members of
-//! `system:masters` may do anything; every other authenticated user may read
+//! `system:masters` and the server's own scheduler and controller manager
+//! ([`CONTROL_PLANE_USERS`]) may do anything; every other authenticated user may read
 //! discovery, OpenAPI, health and version (upstream's `system:discovery` and
 //! `system:public-info-viewer` roles) and nothing else.
 
@@ -25,9 +26,21 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+/// The users the server's own components run as, with client certificates
+/// it issues itself. Upstream's RBAC grants them wide roles
+/// (system:kube-scheduler, system:kube-controller-manager); until kedge has
+/// RBAC they may do anything.
+pub const CONTROL_PLANE_USERS: &[&str] =
+    &["system:kube-controller-manager", "system:kube-scheduler"];
+
 impl User {
     pub fn is_master(&self) -> bool {
         self.groups.iter().any(|g| g == "system:masters")
+    }
+
+    /// One of the server's own components.
+    pub fn is_control_plane(&self) -> bool {
+        CONTROL_PLANE_USERS.contains(&self.name.as_str())
     }
 }
 
@@ -203,7 +216,7 @@ const OPEN_PATHS: &[&str] = &[
 /// anything; everyone else may read discovery, OpenAPI, version and health,
 /// and ask the review APIs about themselves (upstream's system:basic-user).
 pub fn allowed(user: &User, attrs: &Attributes) -> bool {
-    if user.is_master() {
+    if user.is_master() || user.is_control_plane() {
         return true;
     }
     match *attrs {

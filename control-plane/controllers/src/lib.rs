@@ -18,10 +18,14 @@
 //! | module | controllers |
 //! |--------|-------------|
 //! | [`workloads`] | ReplicaSet, Deployment, DaemonSet, StatefulSet, Job, CronJob |
+//! | [`nodelifecycle`] | Unknown nodes, unreachable taints, eviction by `kedge.io/autonomy` |
 //! | [`leader`] | Lease-based leader election (also used for the scheduler) |
+//! | [`cache`] | watched copies of objects that controllers read |
 
+pub mod cache;
 pub mod clock;
 pub mod leader;
+pub mod nodelifecycle;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -90,9 +94,31 @@ impl std::fmt::Debug for Context {
 /// stopped by dropping it.
 pub type ControllerFuture = BoxFuture<'static, Result<(), Error>>;
 
+/// Runs every controller until one fails; the leader election around it
+/// then steps down and campaigns again, which restarts them all.
+pub async fn run(ctx: Context) -> Result<(), Error> {
+    use futures::StreamExt;
+    let mut running: futures::stream::FuturesUnordered<_> = controllers(&ctx)
+        .into_iter()
+        .map(|(name, controller)| async move { (name, controller.await) })
+        .collect();
+    tracing::info!(count = running.len(), "controllers running");
+    while let Some((name, result)) = running.next().await {
+        match result {
+            Ok(()) => tracing::warn!(controller = name, "controller returned"),
+            Err(e) => {
+                tracing::error!(controller = name, error = %e, "controller failed");
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every controller, by name.
 pub fn controllers(ctx: &Context) -> Vec<(&'static str, ControllerFuture)> {
     let mut all = Vec::new();
     all.extend(workloads::controllers(ctx));
+    all.push(("nodelifecycle", nodelifecycle::controller(ctx)));
     all
 }

@@ -2,6 +2,7 @@
 //! control plane (`kedge server`) and its admin commands. It is thin: flags,
 //! logging, and a call into the library crates that do the work.
 
+mod control;
 mod duration;
 mod endpoint;
 mod server;

@@ -77,6 +77,31 @@ pub struct ServerArgs {
     /// Run the control plane without a local agent.
     #[arg(long)]
     pub disable_agent: bool,
+
+    /// Do not run the scheduler.
+    #[arg(long)]
+    pub disable_scheduler: bool,
+
+    /// Do not run the controllers.
+    #[arg(long)]
+    pub disable_controller_manager: bool,
+
+    /// IPv4 network for pod IPs; each node gets a /24 of it as its podCIDR.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+
+    /// IPv4 network for Service ClusterIPs.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+
+    /// Port range for NodePort Services.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+
+    /// How long a node may go without renewing its Lease before it is
+    /// marked Unknown and tainted unreachable.
+    #[arg(long, default_value = "50s", value_parser = crate::duration::parse)]
+    pub node_monitor_grace_period: Duration,
 }
 
 fn parse_mode(text: &str) -> std::result::Result<u32, String> {
@@ -219,15 +244,43 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     info!(listen = %listen, server = %server_url, "Kubernetes API ready");
 
-    let serving = tokio::spawn(kedge_apiserver::serve(api, listener, tls, stopped()));
+    let control = crate::control::start(
+        &pki,
+        crate::control::ControlPlaneOptions {
+            api_url: format!("https://127.0.0.1:{port}"),
+            run_scheduler: !args.disable_scheduler,
+            run_controllers: !args.disable_controller_manager,
+            controllers: kedge_controllers::Config {
+                node_monitor_grace_period: args.node_monitor_grace_period,
+                cluster_cidr: args.cluster_cidr.clone(),
+                ..kedge_controllers::Config::default()
+            },
+        },
+        &stopped,
+    )
+    .await?;
+
+    // The API stops serving only after the scheduler and the controllers
+    // have stopped and released their Leases through it.
+    let (api_stop, mut api_stopped) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(kedge_apiserver::serve(api, listener, tls, async move {
+        let _ = api_stopped.wait_for(|stop| *stop).await;
+    }));
     maintenance::run(store.clone(), maintenance, stopped()).await;
+    if tokio::time::timeout(Duration::from_secs(5), control.join_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the scheduler and controllers did not stop within 5s");
+    }
+    let _ = api_stop.send(true);
     let _ = serving.await;
     info!("shutting down");
     drop(store);
     Ok(())
 }
 
-fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_lowercase())
