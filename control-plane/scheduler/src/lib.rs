@@ -14,11 +14,16 @@
 //! It talks to the cluster only through the API: it must not depend on the
 //! apiserver, the datastore or any other kedge crate.
 
+pub mod config;
 pub mod decide;
 pub mod quantity;
+pub mod queue;
 pub mod resources;
+mod run;
 pub mod selectors;
 pub mod snapshot;
 
+pub use config::{Config, ConfigError};
 pub use decide::{FitError, InvalidPod, PendingPod, schedule};
+pub use run::{Error, run};
 pub use snapshot::Snapshot;

@@ -314,6 +314,16 @@ impl Snapshot {
             .filter(|n| n.present)
     }
 
+    /// A node slot by name, present or only known from its pods.
+    pub fn node_slot(&self, name: &str) -> Option<&NodeInfo> {
+        self.by_name.get(name).map(|i| &self.nodes[*i])
+    }
+
+    /// The keys of all placed pods.
+    pub fn placed_keys(&self) -> impl Iterator<Item = &String> {
+        self.placed.keys()
+    }
+
     /// The node a pod is placed on, if any.
     pub fn placed_on(&self, key: &str) -> Option<&str> {
         self.placed.get(key).map(|i| self.nodes[*i].name.as_str())
