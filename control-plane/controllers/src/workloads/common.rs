@@ -23,14 +23,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference, Time,
+};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::{Clock, Context, Error};
 
@@ -127,7 +129,10 @@ pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
 /// select everything).
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     if selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && selector.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|m| m.is_empty())
     {
         return false;
     }
@@ -264,7 +269,11 @@ where
 }
 
 /// Deletes `name`; a pod already gone is fine.
-pub async fn delete_ignore_missing<K>(api: &Api<K>, name: &str, dp: &DeleteParams) -> Result<(), Error>
+pub async fn delete_ignore_missing<K>(
+    api: &Api<K>,
+    name: &str,
+    dp: &DeleteParams,
+) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
@@ -366,23 +375,32 @@ pub fn pod_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) ->
         Some(_) if min_ready_seconds <= 0 => true,
         Some(None) => false,
         Some(Some(since)) => since
-            .checked_add(jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)))
+            .checked_add(jiff::SignedDuration::from_secs(i64::from(
+                min_ready_seconds,
+            )))
             .is_ok_and(|t| t <= now),
     }
 }
 
 /// When a Ready pod that is not yet available becomes available, as a wait
 /// from `now` (for a requeue).
-pub fn until_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> Option<Duration> {
+pub fn until_available(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: jiff::Timestamp,
+) -> Option<Duration> {
     if min_ready_seconds <= 0 {
         return None;
     }
     let since = ready_since(pod)??;
     let at = since
-        .checked_add(jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)))
+        .checked_add(jiff::SignedDuration::from_secs(i64::from(
+            min_ready_seconds,
+        )))
         .ok()?;
     let wait = at.duration_since(now);
-    (wait.is_positive()).then(|| Duration::from_secs_f64(wait.as_secs_f64()) + Duration::from_millis(100))
+    (wait.is_positive())
+        .then(|| Duration::from_secs_f64(wait.as_secs_f64()) + Duration::from_millis(100))
 }
 
 /// The earlier of two optional waits.
@@ -443,7 +461,9 @@ where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
-    Ok(api.replace_status(&name, &PostParams::default(), obj).await?)
+    Ok(api
+        .replace_status(&name, &PostParams::default(), obj)
+        .await?)
 }
 
 /// The namespace and name of `obj`, for spans.
@@ -498,7 +518,10 @@ mod tests {
 
     #[test]
     fn empty_selector_matches_nothing() {
-        assert!(!selector_matches(&LabelSelector::default(), &BTreeMap::new()));
+        assert!(!selector_matches(
+            &LabelSelector::default(),
+            &BTreeMap::new()
+        ));
     }
 
     #[test]

@@ -21,14 +21,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
+};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use tracing::Instrument;
 
 use super::common::{self, Shared};
@@ -118,7 +120,10 @@ fn replicas(rs: &ReplicaSet) -> i32 {
 }
 
 fn available(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+    rs.status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
 }
 
 fn desired(d: &Deployment) -> i32 {
@@ -193,7 +198,12 @@ pub enum Step {
 
 fn oldest_first<'a>(rss: &[&'a ReplicaSet]) -> Vec<&'a ReplicaSet> {
     let mut v = rss.to_vec();
-    v.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), r.name_any()));
+    v.sort_by_key(|r| {
+        (
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            r.name_any(),
+        )
+    });
     v
 }
 
@@ -217,7 +227,12 @@ fn new_rs_replicas(d: &Deployment, new: Option<&ReplicaSet>, all: &[&ReplicaSet]
 /// The next step of the rollout. `olds` are the Deployment's other
 /// ReplicaSets; `old_pods_running` says whether any pod of theirs still
 /// runs (Recreate waits for none).
-pub fn rollout(d: &Deployment, new: Option<&ReplicaSet>, olds: &[&ReplicaSet], old_pods_running: bool) -> Step {
+pub fn rollout(
+    d: &Deployment,
+    new: Option<&ReplicaSet>,
+    olds: &[&ReplicaSet],
+    old_pods_running: bool,
+) -> Step {
     let want = desired(d);
     let mut all: Vec<&ReplicaSet> = olds.to_vec();
     if let Some(n) = new {
@@ -356,7 +371,12 @@ fn cleanup(d: &Deployment, _new: &ReplicaSet, olds: &[&ReplicaSet]) -> Step {
     if dead.len() <= limit {
         return Step::Wait;
     }
-    dead.sort_by_key(|r| (revision(r), r.metadata.creation_timestamp.as_ref().map(|t| t.0)));
+    dead.sort_by_key(|r| {
+        (
+            revision(r),
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        )
+    });
     let n = dead.len() - limit;
     Step::Cleanup(dead.into_iter().take(n).map(|r| r.name_any()).collect())
 }
@@ -364,9 +384,16 @@ fn cleanup(d: &Deployment, _new: &ReplicaSet, olds: &[&ReplicaSet]) -> Step {
 // --- status ----------------------------------------------------------------
 
 /// The counts in a Deployment's status, from its ReplicaSets.
-pub fn status_counts(d: &Deployment, new: Option<&ReplicaSet>, all: &[&ReplicaSet]) -> DeploymentStatus {
+pub fn status_counts(
+    d: &Deployment,
+    new: Option<&ReplicaSet>,
+    all: &[&ReplicaSet],
+) -> DeploymentStatus {
     let st = |r: &ReplicaSet| r.status.clone().unwrap_or_default();
-    let available: i32 = all.iter().map(|r| st(r).available_replicas.unwrap_or(0)).sum();
+    let available: i32 = all
+        .iter()
+        .map(|r| st(r).available_replicas.unwrap_or(0))
+        .sum();
     DeploymentStatus {
         observed_generation: d.metadata.generation,
         replicas: Some(all.iter().map(|r| st(r).replicas).sum()),
@@ -424,7 +451,13 @@ fn set_condition(status: &mut DeploymentStatus, mut c: DeploymentCondition) {
     conds.push(c);
 }
 
-fn cond(type_: &str, status: &str, reason: &str, message: String, now: jiff::Timestamp) -> DeploymentCondition {
+fn cond(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    now: jiff::Timestamp,
+) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.into(),
         status: status.into(),
@@ -462,7 +495,13 @@ pub fn status(
     if s.available_replicas.unwrap_or(0) >= want - max_unavailable(d) {
         set_condition(
             &mut s,
-            cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into(), now),
+            cond(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".into(),
+                now,
+            ),
         );
     } else {
         set_condition(
@@ -480,11 +519,33 @@ pub fn status(
     let spec = d.spec.clone().unwrap_or_default();
     let mut requeue = None;
     if spec.paused == Some(true) {
-        set_condition(&mut s, cond("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into(), now));
+        set_condition(
+            &mut s,
+            cond(
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused".into(),
+                now,
+            ),
+        );
         return (s, None);
     }
-    if condition(&s, "Progressing").and_then(|c| c.reason).as_deref() == Some("DeploymentPaused") {
-        set_condition(&mut s, cond("Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed".into(), now));
+    if condition(&s, "Progressing")
+        .and_then(|c| c.reason)
+        .as_deref()
+        == Some("DeploymentPaused")
+    {
+        set_condition(
+            &mut s,
+            cond(
+                "Progressing",
+                "Unknown",
+                "DeploymentResumed",
+                "Deployment is resumed".into(),
+                now,
+            ),
+        );
     }
     let Some(deadline) = spec.progress_deadline_seconds.filter(|&p| p != i32::MAX) else {
         return (s, None);
@@ -508,7 +569,13 @@ pub fn status(
     } else if what == NewRs::Created {
         set_condition(
             &mut s,
-            cond("Progressing", "True", "NewReplicaSetCreated", format!("Created new replica set {rs_name:?}"), now),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                format!("Created new replica set {rs_name:?}"),
+                now,
+            ),
         );
         requeue = Some(Duration::from_secs(deadline.max(0) as u64));
     } else if progressing(&old, &s) {
@@ -531,7 +598,13 @@ pub fn status(
     } else if current.is_none() {
         set_condition(
             &mut s,
-            cond("Progressing", "True", "FoundNewReplicaSet", format!("Found new replica set {rs_name:?}"), now),
+            cond(
+                "Progressing",
+                "True",
+                "FoundNewReplicaSet",
+                format!("Found new replica set {rs_name:?}"),
+                now,
+            ),
         );
         requeue = Some(Duration::from_secs(deadline.max(0) as u64));
     } else if let Some(cur) = current {
@@ -615,10 +688,17 @@ pub fn new_replicaset(d: &Deployment, revision: i64, replicas: i32) -> ReplicaSe
 /// The Deployment's new ReplicaSet among `owned`: the oldest whose template
 /// equals the Deployment's.
 pub fn find_new<'a>(d: &Deployment, owned: &[&'a ReplicaSet]) -> Option<&'a ReplicaSet> {
-    let template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    oldest_first(owned)
-        .into_iter()
-        .find(|r| r.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &template)))
+    let template = d
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    oldest_first(owned).into_iter().find(|r| {
+        r.spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .is_some_and(|t| equal_ignore_hash(t, &template))
+    })
 }
 
 // --- the loop ---------------------------------------------------------------
@@ -642,10 +722,16 @@ async fn scale(
             (desired(d) + if is_rolling(d) { fenceposts(d).0 } else { 0 }).to_string()}},
         "spec": {"replicas": to},
     });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     let dir = if to > from { "up" } else { "down" };
-    ctx.event(d, false, "ScalingReplicaSet", format!("Scaled {dir} replica set {name} from {from} to {to}"))
-        .await;
+    ctx.event(
+        d,
+        false,
+        "ScalingReplicaSet",
+        format!("Scaled {dir} replica set {name} from {from} to {to}"),
+    )
+    .await;
     Ok(())
 }
 
@@ -660,7 +746,12 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     let deleting = d.metadata.deletion_timestamp.is_some();
 
     let all = rs_api.list(&Default::default()).await?.items;
-    let own = common::classify(&uid, &spec.selector, deleting, all.iter().map(|r| &r.metadata));
+    let own = common::classify(
+        &uid,
+        &spec.selector,
+        deleting,
+        all.iter().map(|r| &r.metadata),
+    );
     let mut owned: Vec<ReplicaSet> = own.owned.iter().map(|&i| all[i].clone()).collect();
     for &i in &own.adopt {
         match common::adopt(&rs_api, &all[i], &d).await {
@@ -679,7 +770,10 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     let olds: Vec<&ReplicaSet> = refs
         .iter()
         .copied()
-        .filter(|r| new.as_ref().is_none_or(|n| n.metadata.uid != r.metadata.uid))
+        .filter(|r| {
+            new.as_ref()
+                .is_none_or(|n| n.metadata.uid != r.metadata.uid)
+        })
         .collect();
     let max_old_revision = olds.iter().map(|r| revision(r)).max().unwrap_or(0);
 
@@ -703,7 +797,11 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
             annotations.insert(REVISION.into(), (max_old_revision + 1).to_string());
             let patch = serde_json::json!({"metadata": {"annotations": annotations}});
             *n = rs_api
-                .patch(&n.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &n.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await?;
         }
     }
@@ -715,15 +813,19 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
         let pods = common::list_selected(&pods_api, &spec.selector).await?;
         pods.iter().any(|p| {
             !common::pod_terminal(p)
-                && olds
-                    .iter()
-                    .any(|r| common::controlled_by(&p.metadata, r.metadata.uid.as_deref().unwrap_or("")))
+                && olds.iter().any(|r| {
+                    common::controlled_by(&p.metadata, r.metadata.uid.as_deref().unwrap_or(""))
+                })
         })
     };
 
     let step = rollout(&d, new.as_ref(), &olds, old_pods_running);
     tracing::debug!(?step, "rollout step");
-    let mut what = if new.is_some() { NewRs::Found } else { NewRs::None };
+    let mut what = if new.is_some() {
+        NewRs::Found
+    } else {
+        NewRs::None
+    };
     match &step {
         Step::Create(replicas) => {
             let rs = new_replicaset(&d, max_old_revision + 1, *replicas);
@@ -733,7 +835,10 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
                         &d,
                         false,
                         "ScalingReplicaSet",
-                        format!("Scaled up replica set {} from 0 to {replicas}", created.name_any()),
+                        format!(
+                            "Scaled up replica set {} from 0 to {replicas}",
+                            created.name_any()
+                        ),
                     )
                     .await;
                     new = Some(created);
@@ -746,12 +851,16 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
                     let existing = rs_api.get_opt(&name).await?;
                     let ours_and_equal = existing.as_ref().is_some_and(|x| {
                         common::controlled_by(&x.metadata, &uid)
-                            && x.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &spec.template))
+                            && x.spec
+                                .as_ref()
+                                .and_then(|s| s.template.as_ref())
+                                .is_some_and(|t| equal_ignore_hash(t, &spec.template))
                     });
                     if !ours_and_equal {
                         let mut updated = d.clone();
                         let st = updated.status.get_or_insert_with(Default::default);
-                        st.collision_count = Some(st.collision_count.unwrap_or(0).saturating_add(1));
+                        st.collision_count =
+                            Some(st.collision_count.unwrap_or(0).saturating_add(1));
                         common::write_status(&d_api, &updated).await?;
                         return Ok(Action::requeue(Duration::from_millis(100)));
                     }
@@ -778,7 +887,9 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
         let rev = n.annotations().get(REVISION).cloned();
         if rev.is_some() && d.annotations().get(REVISION) != rev.as_ref() {
             let patch = serde_json::json!({"metadata": {"annotations": {REVISION: rev}}});
-            d_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            d_api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             // The status write below needs the new resourceVersion.
             return Ok(Action::requeue(Duration::from_millis(10)));
         }
@@ -786,18 +897,29 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
 
     let refs: Vec<ReplicaSet> = owned
         .iter()
-        .filter(|r| new.as_ref().is_none_or(|n| n.metadata.uid != r.metadata.uid))
+        .filter(|r| {
+            new.as_ref()
+                .is_none_or(|n| n.metadata.uid != r.metadata.uid)
+        })
         .cloned()
         .chain(new.clone())
         .collect();
     let all_refs: Vec<&ReplicaSet> = refs.iter().collect();
     let (s, requeue) = status(&d, new.as_ref(), &all_refs, what, now);
     write_status(&d_api, &d, s).await?;
-    let requeue = if matches!(step, Step::Wait) { requeue } else { common::earliest(requeue, Some(Duration::from_secs(5))) };
+    let requeue = if matches!(step, Step::Wait) {
+        requeue
+    } else {
+        common::earliest(requeue, Some(Duration::from_secs(5)))
+    };
     Ok(common::action(requeue))
 }
 
-async fn write_status(api: &Api<Deployment>, d: &Deployment, s: DeploymentStatus) -> Result<(), Error> {
+async fn write_status(
+    api: &Api<Deployment>,
+    d: &Deployment,
+    s: DeploymentStatus,
+) -> Result<(), Error> {
     if d.status.as_ref() == Some(&s) {
         return Ok(());
     }
@@ -812,9 +934,12 @@ pub fn run(ctx: &Context) -> ControllerFuture {
     let shared = Shared::new(ctx, "deployment-controller");
     let client = ctx.client.clone();
     Box::pin(async move {
-        let stream = Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
-            .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
-            .run(reconcile, common::error_policy, shared);
+        let stream = Controller::new(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
+        .run(reconcile, common::error_policy, shared);
         common::drive(stream).await
     })
 }

@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use tracing::Instrument;
 
 use super::common::{self, Shared};
@@ -79,7 +79,11 @@ pub fn format_indexes(set: &BTreeSet<i32>) -> String {
             end += 1;
             iter.next();
         }
-        out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
     }
     out.join(",")
 }
@@ -141,19 +145,37 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
             if expiry <= now {
                 plan.delete_job = true;
             } else {
-                plan.requeue = Some(Duration::from_secs_f64(expiry.duration_since(now).as_secs_f64()));
+                plan.requeue = Some(Duration::from_secs_f64(
+                    expiry.duration_since(now).as_secs_f64(),
+                ));
             }
         }
         // Stragglers of a finished Job are stopped.
-        plan.delete = pods.iter().filter(|p| common::pod_active(p)).map(|p| p.name_any()).collect();
+        plan.delete = pods
+            .iter()
+            .filter(|p| common::pod_active(p))
+            .map(|p| p.name_any())
+            .collect();
         st.active = Some(0);
         return plan;
     }
 
-    let active: Vec<&Pod> = pods.iter().copied().filter(|p| common::pod_active(p)).collect();
-    let succeeded_pods: Vec<&Pod> = pods.iter().copied().filter(|p| common::phase(p) == "Succeeded").collect();
+    let active: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| common::pod_active(p))
+        .collect();
+    let succeeded_pods: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| common::phase(p) == "Succeeded")
+        .collect();
     let failed_pods = pods.iter().filter(|p| common::phase(p) == "Failed").count() as i32;
-    let mut completed: BTreeSet<i32> = old.completed_indexes.as_deref().map(parse_indexes).unwrap_or_default();
+    let mut completed: BTreeSet<i32> = old
+        .completed_indexes
+        .as_deref()
+        .map(parse_indexes)
+        .unwrap_or_default();
     if indexed {
         completed.extend(succeeded_pods.iter().filter_map(|p| pod_index(p)));
         st.completed_indexes = Some(format_indexes(&completed));
@@ -196,9 +218,15 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
             .and_then(|s| s.0.checked_add(jiff::SignedDuration::from_secs(d)).ok())
     });
     let failure = if failed > backoff_limit {
-        Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+        Some((
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ))
     } else if deadline_at.is_some_and(|at| at <= now) && !suspended {
-        Some(("DeadlineExceeded", "Job was active longer than specified deadline"))
+        Some((
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ))
     } else {
         None
     };
@@ -209,7 +237,10 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
         return plan;
     }
     if let Some(at) = deadline_at {
-        plan.requeue = Some(Duration::from_secs_f64(at.duration_since(now).as_secs_f64().max(0.0)) + Duration::from_millis(100));
+        plan.requeue = Some(
+            Duration::from_secs_f64(at.duration_since(now).as_secs_f64().max(0.0))
+                + Duration::from_millis(100),
+        );
     }
 
     // Success.
@@ -219,7 +250,12 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     };
     if done {
         plan.delete = active.iter().map(|p| p.name_any()).collect();
-        finish(st, "Complete", "CompletionsReached", "Reached expected number of succeeded pods");
+        finish(
+            st,
+            "Complete",
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
+        );
         plan.finished = Some((false, "Completed".into(), "Job completed".into()));
         return plan;
     }
@@ -261,7 +297,11 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
 
 /// A pod of `job` for `index` (Indexed) or none.
 fn job_pod(job: &Job, index: Option<i32>) -> Pod {
-    let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = job
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let prefix = match index {
         Some(i) => common::generate_prefix(&format!("{}-{i}", job.name_any())),
         None => common::generate_prefix(&job.name_any()),
@@ -280,7 +320,11 @@ fn job_pod(job: &Job, index: Option<i32>) -> Pod {
             if spec.hostname.is_none() {
                 spec.hostname = Some(format!("{}-{i}", job.name_any()));
             }
-            for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+            for c in spec
+                .containers
+                .iter_mut()
+                .chain(spec.init_containers.iter_mut().flatten())
+            {
                 c.env.get_or_insert_with(Vec::new).push(EnvVar {
                     name: "JOB_COMPLETION_INDEX".into(),
                     value: Some(i.to_string()),
@@ -308,7 +352,11 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
         return Ok(Action::await_change());
     }
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    let selector = job.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+    let selector = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
     let listed = common::list_selected(&pods_api, &selector).await?;
     let own = common::classify(&uid, &selector, false, listed.iter().map(|p| &p.metadata));
     let mut pods: Vec<Pod> = own.owned.iter().map(|&i| listed[i].clone()).collect();
@@ -321,18 +369,32 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     let plan = plan(&job, &refs, ctx.now());
 
     if plan.delete_job {
-        common::delete_ignore_missing(&api, &name, &common::delete_params(job.metadata.uid.as_deref())).await?;
+        common::delete_ignore_missing(
+            &api,
+            &name,
+            &common::delete_params(job.metadata.uid.as_deref()),
+        )
+        .await?;
         return Ok(Action::await_change());
     }
     let mut failed = None;
     for index in &plan.create {
-        match pods_api.create(&PostParams::default(), &job_pod(&job, *index)).await {
+        match pods_api
+            .create(&PostParams::default(), &job_pod(&job, *index))
+            .await
+        {
             Ok(p) => {
-                ctx.event(&job, false, "SuccessfulCreate", format!("Created pod: {}", p.name_any()))
-                    .await
+                ctx.event(
+                    &job,
+                    false,
+                    "SuccessfulCreate",
+                    format!("Created pod: {}", p.name_any()),
+                )
+                .await
             }
             Err(e) => {
-                ctx.event(&job, true, "FailedCreate", format!("Error creating: {e}")).await;
+                ctx.event(&job, true, "FailedCreate", format!("Error creating: {e}"))
+                    .await;
                 failed = Some(e.into());
                 break;
             }
@@ -340,7 +402,8 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     }
     for p in &plan.delete {
         common::delete_ignore_missing(&pods_api, p, &common::delete_params(None)).await?;
-        ctx.event(&job, false, "SuccessfulDelete", format!("Deleted pod: {p}")).await;
+        ctx.event(&job, false, "SuccessfulDelete", format!("Deleted pod: {p}"))
+            .await;
     }
     if job.status.as_ref() != Some(&plan.status) {
         let mut updated = job.clone();
@@ -382,7 +445,10 @@ mod tests {
         for (k, v) in spec.as_object().unwrap() {
             s[k] = v.clone();
         }
-        serde_json::from_value(json!({"metadata": {"name": "pi", "namespace": "default", "uid": "j1"}, "spec": s})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "pi", "namespace": "default", "uid": "j1"}, "spec": s}),
+        )
+        .unwrap()
     }
 
     fn pod(name: &str, phase: &str, index: Option<i32>) -> Pod {
@@ -410,14 +476,22 @@ mod tests {
 
     #[test]
     fn starts_parallelism_pods_up_to_completions() {
-        let p = plan(&job(json!({"completions": 5, "parallelism": 2})), &[], now());
+        let p = plan(
+            &job(json!({"completions": 5, "parallelism": 2})),
+            &[],
+            now(),
+        );
         assert_eq!(p.create.len(), 2);
         assert!(p.status.start_time.is_some());
         let a = pod("a", "Succeeded", None);
         let b = pod("b", "Succeeded", None);
         let c = pod("c", "Succeeded", None);
         let d = pod("d", "Running", None);
-        let p = plan(&job(json!({"completions": 5, "parallelism": 2})), &[&a, &b, &c, &d], now());
+        let p = plan(
+            &job(json!({"completions": 5, "parallelism": 2})),
+            &[&a, &b, &c, &d],
+            now(),
+        );
         assert_eq!(p.create.len(), 1);
         assert_eq!(p.status.succeeded, Some(3));
         assert_eq!(p.status.active, Some(1));
@@ -426,7 +500,11 @@ mod tests {
     #[test]
     fn completes_and_sets_completion_time() {
         let a = pod("a", "Succeeded", None);
-        let p = plan(&job(json!({"completions": 1, "parallelism": 1})), &[&a], now());
+        let p = plan(
+            &job(json!({"completions": 1, "parallelism": 1})),
+            &[&a],
+            now(),
+        );
         assert!(has(&p.status, "Complete", "CompletionsReached"));
         assert!(p.status.completion_time.is_some());
         assert!(p.create.is_empty());
@@ -434,16 +512,26 @@ mod tests {
 
     #[test]
     fn backoff_limit_fails_the_job() {
-        let f: Vec<Pod> = (0..3).map(|i| pod(&format!("f{i}"), "Failed", None)).collect();
+        let f: Vec<Pod> = (0..3)
+            .map(|i| pod(&format!("f{i}"), "Failed", None))
+            .collect();
         let r = pod("r", "Running", None);
         let mut refs: Vec<&Pod> = f.iter().collect();
         refs.push(&r);
-        let p = plan(&job(json!({"completions": 1, "backoffLimit": 2})), &refs, now());
+        let p = plan(
+            &job(json!({"completions": 1, "backoffLimit": 2})),
+            &refs,
+            now(),
+        );
         assert!(has(&p.status, "Failed", "BackoffLimitExceeded"));
         assert_eq!(p.delete, vec!["r".to_string()]);
         assert_eq!(p.status.failed, Some(3));
         // At the limit, a failed pod is replaced.
-        let p = plan(&job(json!({"completions": 1, "backoffLimit": 3})), &refs[..3], now());
+        let p = plan(
+            &job(json!({"completions": 1, "backoffLimit": 3})),
+            &refs[..3],
+            now(),
+        );
         assert_eq!(p.create.len(), 1);
     }
 

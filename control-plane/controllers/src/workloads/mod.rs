@@ -12,9 +12,11 @@
 //! reads the current state and never relies on having seen an event.
 
 pub mod common;
+pub mod daemonset;
 pub mod deployment;
 pub mod job;
 pub mod replicaset;
+pub mod revisions;
 
 use crate::{Context, ControllerFuture};
 
@@ -24,5 +26,6 @@ pub fn controllers(ctx: &Context) -> Vec<(&'static str, ControllerFuture)> {
         ("replicaset", replicaset::run(ctx)),
         ("deployment", deployment::run(ctx)),
         ("job", job::run(ctx)),
+        ("daemonset", daemonset::run(ctx)),
     ]
 }

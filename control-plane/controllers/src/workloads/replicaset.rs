@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use tracing::Instrument;
 
 use super::common::{self, Shared};
@@ -48,7 +48,11 @@ pub fn plan(rs: &ReplicaSet, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     let spec = rs.spec.clone().unwrap_or_default();
     let want = spec.replicas.unwrap_or(1).max(0) as usize;
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let active: Vec<&Pod> = pods.iter().copied().filter(|p| common::pod_active(p)).collect();
+    let active: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| common::pod_active(p))
+        .collect();
 
     let mut plan = Plan::default();
     if rs.metadata.deletion_timestamp.is_none() {
@@ -81,7 +85,10 @@ pub fn plan(rs: &ReplicaSet, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     let mut available = 0;
     for p in &active {
         let labels = p.labels();
-        if template_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        if template_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+        {
             fully += 1;
         }
         if common::pod_ready(p) {
@@ -153,7 +160,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Shared>) -> Result<Action, Erro
     reconcile_inner(rs, ctx, ns).instrument(span).await
 }
 
-async fn reconcile_inner(rs: Arc<ReplicaSet>, ctx: Arc<Shared>, ns: String) -> Result<Action, Error> {
+async fn reconcile_inner(
+    rs: Arc<ReplicaSet>,
+    ctx: Arc<Shared>,
+    ns: String,
+) -> Result<Action, Error> {
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
     // Re-read the ReplicaSet: the cache may lag behind a scale.
@@ -161,7 +172,11 @@ async fn reconcile_inner(rs: Arc<ReplicaSet>, ctx: Arc<Shared>, ns: String) -> R
         return Ok(Action::await_change());
     };
     let uid = rs.metadata.uid.clone().unwrap_or_default();
-    let selector = rs.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+    let selector = rs
+        .spec
+        .as_ref()
+        .map(|s| s.selector.clone())
+        .unwrap_or_default();
     let all = pods_api.list(&Default::default()).await?.items;
     let own = common::classify(
         &uid,
@@ -187,25 +202,38 @@ async fn reconcile_inner(rs: Arc<ReplicaSet>, ctx: Arc<Shared>, ns: String) -> R
 
     let mut failed: Option<Error> = None;
     if plan.create > 0 {
-        let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
-        let pod = common::pod_from_template(&template, &rs, &common::generate_prefix(&rs.name_any()), true);
+        let template = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.clone())
+            .unwrap_or_default();
+        let pod = common::pod_from_template(
+            &template,
+            &rs,
+            &common::generate_prefix(&rs.name_any()),
+            true,
+        );
         let pp = PostParams::default();
         let mut left = plan.create;
         let mut batch = 1;
         'outer: while left > 0 {
             let n = batch.min(left);
-            let results = futures::future::join_all(
-                (0..n).map(|_| pods_api.create(&pp, &pod)),
-            )
-            .await;
+            let results =
+                futures::future::join_all((0..n).map(|_| pods_api.create(&pp, &pod))).await;
             for r in results {
                 match r {
                     Ok(p) => {
-                        ctx.event(&rs, false, "SuccessfulCreate", format!("Created pod: {}", p.name_any()))
-                            .await
+                        ctx.event(
+                            &rs,
+                            false,
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", p.name_any()),
+                        )
+                        .await
                     }
                     Err(e) => {
-                        ctx.event(&rs, true, "FailedCreate", format!("Error creating: {e}")).await;
+                        ctx.event(&rs, true, "FailedCreate", format!("Error creating: {e}"))
+                            .await;
                         failed = Some(e.into());
                         break 'outer;
                     }
@@ -218,9 +246,13 @@ async fn reconcile_inner(rs: Arc<ReplicaSet>, ctx: Arc<Shared>, ns: String) -> R
     for p in &plan.delete {
         let dp = common::delete_params(None);
         match common::delete_ignore_missing(&pods_api, p, &dp).await {
-            Ok(()) => ctx.event(&rs, false, "SuccessfulDelete", format!("Deleted pod: {p}")).await,
+            Ok(()) => {
+                ctx.event(&rs, false, "SuccessfulDelete", format!("Deleted pod: {p}"))
+                    .await
+            }
             Err(e) => {
-                ctx.event(&rs, true, "FailedDelete", format!("Error deleting: {e}")).await;
+                ctx.event(&rs, true, "FailedDelete", format!("Error deleting: {e}"))
+                    .await;
                 failed = Some(e);
                 break;
             }
@@ -266,12 +298,17 @@ pub fn run(ctx: &Context) -> ControllerFuture {
     let shared = Shared::new(ctx, "replicaset-controller");
     let client = ctx.client.clone();
     Box::pin(async move {
-        let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
+        let controller = Controller::new(
+            Api::<ReplicaSet>::all(client.clone()),
+            watcher::Config::default(),
+        );
         let store = controller.store();
         let stream = controller
-            .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod| {
-                owners_of(&store, &pod)
-            })
+            .watches(
+                Api::<Pod>::all(client),
+                watcher::Config::default(),
+                move |pod| owners_of(&store, &pod),
+            )
             .run(reconcile, common::error_policy, shared);
         common::drive(stream).await
     })
@@ -313,7 +350,13 @@ mod tests {
 
     #[test]
     fn creates_missing_pods_and_counts_status() {
-        let p1 = pod("a", Some("n1"), "Running", Some("2026-01-01T00:00:00Z"), "2026-01-01T00:00:00Z");
+        let p1 = pod(
+            "a",
+            Some("n1"),
+            "Running",
+            Some("2026-01-01T00:00:00Z"),
+            "2026-01-01T00:00:00Z",
+        );
         let p2 = pod("b", None, "Pending", None, "2026-01-01T00:00:00Z");
         let plan = plan(&rs(3), &[&p1, &p2], now());
         assert_eq!(plan.create, 1);
@@ -344,7 +387,10 @@ mod tests {
             &unscheduled,
         ];
         let order: Vec<String> = deletion_order(&pods).iter().map(|p| p.name_any()).collect();
-        assert_eq!(order, ["unscheduled", "pending", "notready", "recent", "new", "old"]);
+        assert_eq!(
+            order,
+            ["unscheduled", "pending", "notready", "recent", "new", "old"]
+        );
         let plan = plan(&rs(4), &pods, now());
         assert_eq!(plan.delete, ["unscheduled", "pending"]);
     }
@@ -355,7 +401,10 @@ mod tests {
         let a = pod("a", Some("n1"), "Running", Some(t0), t0);
         let b = pod("b", Some("n2"), "Running", Some(t0), t0);
         let c = pod("c", Some("n2"), "Running", Some(t0), t0);
-        let order: Vec<String> = deletion_order(&[&a, &b, &c]).iter().map(|p| p.name_any()).collect();
+        let order: Vec<String> = deletion_order(&[&a, &b, &c])
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
         assert_eq!(order[2], "a");
     }
 
@@ -363,7 +412,13 @@ mod tests {
     fn terminating_and_finished_pods_do_not_count() {
         let mut gone = pod("gone", Some("n1"), "Running", None, "2026-01-01T00:00:00Z");
         gone.metadata.deletion_timestamp = Some(common::time(now()));
-        let done = pod("done", Some("n1"), "Succeeded", None, "2026-01-01T00:00:00Z");
+        let done = pod(
+            "done",
+            Some("n1"),
+            "Succeeded",
+            None,
+            "2026-01-01T00:00:00Z",
+        );
         let plan = plan(&rs(1), &[&gone, &done], now());
         assert_eq!(plan.create, 1);
         assert_eq!(plan.status.replicas, 0);
@@ -373,7 +428,13 @@ mod tests {
     fn min_ready_seconds_requeues() {
         let mut r = rs(1);
         r.spec.as_mut().unwrap().min_ready_seconds = Some(30);
-        let p = pod("a", Some("n1"), "Running", Some("2026-01-01T00:59:50Z"), "2026-01-01T00:00:00Z");
+        let p = pod(
+            "a",
+            Some("n1"),
+            "Running",
+            Some("2026-01-01T00:59:50Z"),
+            "2026-01-01T00:00:00Z",
+        );
         let plan = plan(&r, &[&p], now());
         assert_eq!(plan.status.available_replicas, Some(0));
         assert_eq!(plan.status.ready_replicas, Some(1));

@@ -48,7 +48,11 @@ fn fenceposts_round_as_upstream() {
         (5, json!("10%"), json!("10%"), (1, 0)),
     ];
     for (n, s, u, want) in cases {
-        assert_eq!(fenceposts(&deploy(n, rolling(s.clone(), u.clone()))), want, "{n} {s} {u}");
+        assert_eq!(
+            fenceposts(&deploy(n, rolling(s.clone(), u.clone()))),
+            want,
+            "{n} {s} {u}"
+        );
     }
     assert_eq!(max_unavailable(&deploy(3, json!({"type": "Recreate"}))), 0);
 }
@@ -67,8 +71,14 @@ fn hash_is_stable_and_moves_with_collisions() {
     assert_eq!(rs.labels().get(HASH_LABEL), Some(&h));
     let tmpl = rs.spec.as_ref().unwrap().template.as_ref().unwrap();
     assert!(equal_ignore_hash(tmpl, t));
-    assert_eq!(rs.annotations().get(REVISION).map(String::as_str), Some("1"));
-    assert_eq!(rs.metadata.owner_references.as_ref().unwrap()[0].kind, "Deployment");
+    assert_eq!(
+        rs.annotations().get(REVISION).map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        rs.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "Deployment"
+    );
 }
 
 /// Runs a rollout to the end, with pods that become available at once,
@@ -88,7 +98,11 @@ fn simulate(d: &Deployment, olds: Vec<ReplicaSet>) -> Vec<Step> {
             Step::Create(n) => new = Some(rs("new", 9, n, n, "2026-01-01T00:30:00Z")),
             Step::Scale(scales) => {
                 for (name, _, to) in scales {
-                    let r = if name == "new" { new.as_mut().unwrap() } else { olds.iter_mut().find(|r| r.name_any() == name).unwrap() };
+                    let r = if name == "new" {
+                        new.as_mut().unwrap()
+                    } else {
+                        olds.iter_mut().find(|r| r.name_any() == name).unwrap()
+                    };
                     *r = rs(&name, 1, to, to, "2026-01-01T00:00:00Z");
                 }
             }
@@ -141,7 +155,10 @@ fn unhealthy_old_pods_are_scaled_down_first() {
 fn recreate_stops_old_pods_first() {
     let d = deploy(3, json!({"type": "Recreate"}));
     let old = rs("old", 1, 3, 3, "2026-01-01T00:00:00Z");
-    assert_eq!(rollout(&d, None, &[&old], true), Step::Scale(vec![("old".into(), 3, 0)]));
+    assert_eq!(
+        rollout(&d, None, &[&old], true),
+        Step::Scale(vec![("old".into(), 3, 0)])
+    );
     let old = rs("old", 1, 0, 0, "2026-01-01T00:00:00Z");
     assert_eq!(rollout(&d, None, &[&old], true), Step::Wait);
     assert_eq!(rollout(&d, None, &[&old], false), Step::Create(3));
@@ -153,7 +170,10 @@ fn paused_only_scales() {
     d.spec.as_mut().unwrap().paused = Some(true);
     assert_eq!(rollout(&d, None, &[], false), Step::Wait);
     let old = rs("old", 1, 3, 3, "2026-01-01T00:00:00Z");
-    assert_eq!(rollout(&d, None, &[&old], false), Step::Scale(vec![("old".into(), 3, 5)]));
+    assert_eq!(
+        rollout(&d, None, &[&old], false),
+        Step::Scale(vec![("old".into(), 3, 5)])
+    );
 }
 
 #[test]
@@ -162,11 +182,19 @@ fn history_beyond_the_limit_is_deleted_oldest_revision_first() {
     let new = rs("new", 5, 2, 2, "2026-01-01T00:40:00Z");
     let mut new = new;
     new.status.as_mut().unwrap().replicas = 2;
-    let olds: Vec<ReplicaSet> = (1..=4).map(|i| rs(&format!("r{i}"), i, 0, 0, "2026-01-01T00:00:00Z")).collect();
+    let olds: Vec<ReplicaSet> = (1..=4)
+        .map(|i| rs(&format!("r{i}"), i, 0, 0, "2026-01-01T00:00:00Z"))
+        .collect();
     let refs: Vec<&ReplicaSet> = olds.iter().collect();
     let mut dd = d.clone();
-    dd.status = Some(DeploymentStatus { observed_generation: Some(2), ..Default::default() });
-    assert_eq!(rollout(&dd, Some(&new), &refs, false), Step::Cleanup(vec!["r1".into(), "r2".into()]));
+    dd.status = Some(DeploymentStatus {
+        observed_generation: Some(2),
+        ..Default::default()
+    });
+    assert_eq!(
+        rollout(&dd, Some(&new), &refs, false),
+        Step::Cleanup(vec!["r1".into(), "r2".into()])
+    );
 }
 
 #[test]
@@ -175,7 +203,16 @@ fn undo_finds_the_old_replicaset_as_new() {
     let mut old = new_replicaset(&d, 1, 0);
     old.metadata.uid = Some("x".into());
     let mut other = deploy(2, rolling(json!(1), json!(0)));
-    other.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].image = Some("v3".into());
+    other
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = Some("v3".into());
     let current = new_replicaset(&other, 2, 2);
     let found = find_new(&d, &[&current, &old]);
     assert_eq!(found.map(|r| r.name_any()), Some(old.name_any()));
@@ -188,7 +225,10 @@ fn conditions_follow_the_rollout() {
     let (s, wait) = status(&d, Some(&new), &[&new], NewRs::Created, now());
     let prog = condition(&s, "Progressing").unwrap();
     assert_eq!(prog.reason.as_deref(), Some("NewReplicaSetCreated"));
-    assert_eq!(prog.message.as_deref(), Some("Created new replica set \"new\""));
+    assert_eq!(
+        prog.message.as_deref(),
+        Some("Created new replica set \"new\"")
+    );
     assert_eq!(condition(&s, "Available").unwrap().status, "False");
     assert_eq!(wait, Some(Duration::from_secs(600)));
 
@@ -207,14 +247,20 @@ fn conditions_follow_the_rollout() {
     assert!(complete(&stuck, &s3));
     let prog = condition(&s3, "Progressing").unwrap();
     assert_eq!(prog.reason.as_deref(), Some("NewReplicaSetAvailable"));
-    assert_eq!(condition(&s3, "Available").unwrap().reason.as_deref(), Some("MinimumReplicasAvailable"));
+    assert_eq!(
+        condition(&s3, "Available").unwrap().reason.as_deref(),
+        Some("MinimumReplicasAvailable")
+    );
     assert_eq!(s3.updated_replicas, Some(2));
     assert_eq!(s3.unavailable_replicas, Some(0));
 
     // Progress in the middle refreshes lastUpdateTime.
     let half = rs("new", 1, 2, 1, "2026-01-01T00:30:00Z");
     let (s4, _) = status(&stuck, Some(&half), &[&half], NewRs::Found, now());
-    assert_eq!(condition(&s4, "Progressing").unwrap().reason.as_deref(), Some("ReplicaSetUpdated"));
+    assert_eq!(
+        condition(&s4, "Progressing").unwrap().reason.as_deref(),
+        Some("ReplicaSetUpdated")
+    );
 }
 
 #[test]
@@ -222,5 +268,8 @@ fn paused_condition() {
     let mut d = deploy(2, rolling(json!(1), json!(0)));
     d.spec.as_mut().unwrap().paused = Some(true);
     let (s, _) = status(&d, None, &[], NewRs::None, now());
-    assert_eq!(condition(&s, "Progressing").unwrap().reason.as_deref(), Some("DeploymentPaused"));
+    assert_eq!(
+        condition(&s, "Progressing").unwrap().reason.as_deref(),
+        Some("DeploymentPaused")
+    );
 }
