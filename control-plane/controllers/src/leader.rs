@@ -274,8 +274,7 @@ where
         }
         info!(lease = %config.name, identity = %config.identity, "became leader");
         let mut last_renewed = Instant::now();
-        let running = work();
-        tokio::pin!(running);
+        let mut running = Box::pin(work());
         let reason = loop {
             tokio::select! {
                 _ = &mut shutdown => {

@@ -23,6 +23,7 @@
 //!     goes when the later of the two has passed);
 //!   - `0`: upstream behaviour, pods go after their tolerationSeconds (300 s
 //!     from the default tolerations).
+//!
 //!   A pod that tolerates the taint with no tolerationSeconds (a DaemonSet
 //!   pod) is never evicted.
 //!
@@ -118,7 +119,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         rest = &rest[unit_len..];
         total += number * scale;
     }
-    (total.is_finite() && total >= 0.0 && total < 1e12).then(|| Duration::from_secs_f64(total))
+    (0.0..1e12)
+        .contains(&total)
+        .then(|| Duration::from_secs_f64(total))
 }
 
 /// When this server last saw a node's heartbeat change.
