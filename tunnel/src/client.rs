@@ -341,8 +341,7 @@ impl Driver {
                     }
                     Err(err) => {
                         warn!(%transport, attempt, error = %err, "tunnel dial failed");
-                        self.machine
-                            .on_connect_failed(attempt, err.reason(), now());
+                        self.machine.on_connect_failed(attempt, err.reason(), now());
                     }
                 }
             }
@@ -442,11 +441,6 @@ impl Driver {
 
     fn publish(&mut self) {
         let state = self.machine.state();
-        self.state_tx.send_if_modified(|s| {
-            let changed = *s != state;
-            *s = state;
-            changed
-        });
         *self.counters.lock().unwrap_or_else(|e| e.into_inner()) = self.machine.counters();
         let current = match state {
             State::Connected { attempt, .. } if self.live.contains_key(&attempt) => Some(attempt),
@@ -454,8 +448,16 @@ impl Driver {
         };
         if current != self.published {
             self.published = current;
-            let conn = current.and_then(|a| self.live.get(&a)).map(|l| l.conn.clone());
+            let conn = current
+                .and_then(|a| self.live.get(&a))
+                .map(|l| l.conn.clone());
             self.conn_tx.send_replace(conn);
         }
+        // The state goes out last: whoever sees `Connected` finds the connection published.
+        self.state_tx.send_if_modified(|s| {
+            let changed = *s != state;
+            *s = state;
+            changed
+        });
     }
 }

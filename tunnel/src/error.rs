@@ -71,6 +71,9 @@ pub enum MuxError {
     /// This side closed the connection.
     #[error("mux closed locally")]
     ClosedLocally,
+    /// The TLS layer refused the peer or was refused (an alert, a certificate problem).
+    #[error("mux transport tls: {0}")]
+    Tls(String),
     /// Too many streams are open.
     #[error("too many open streams (limit {0})")]
     TooManyStreams(u32),
@@ -78,6 +81,22 @@ pub enum MuxError {
 
 impl MuxError {
     pub(crate) fn from_io(err: &io::Error) -> MuxError {
+        // rustls reports through io::Error; tell a refusal apart from a corrupted record.
+        if let Some(tls) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            let refused = matches!(
+                tls,
+                rustls::Error::AlertReceived(_)
+                    | rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::PeerIncompatible(_)
+            );
+            if refused {
+                return MuxError::Tls(tls.to_string());
+            }
+        }
         MuxError::Io {
             kind: err.kind(),
             message: err.to_string(),
@@ -99,6 +118,7 @@ impl MuxError {
             } => FailureReason::Closed,
             MuxError::Io { .. } => FailureReason::Io,
             MuxError::IdleTimeout(_) => FailureReason::Idle,
+            MuxError::Tls(_) => FailureReason::Tls,
             MuxError::ClosedByPeer | MuxError::ClosedLocally => FailureReason::Closed,
             MuxError::TooManyStreams(_) => FailureReason::Protocol,
         }

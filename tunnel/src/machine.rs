@@ -383,7 +383,10 @@ impl<R: Rng> Machine<R> {
                 self.actions.push_back(Action::Disconnect { attempt: old });
             }
             self.counters.switches_to_quic += 1;
+            // A switch is not a reconnect: nothing was lost.
+            self.ever_connected = false;
             self.connected(Transport::Quic, attempt, now);
+            self.ever_connected = true;
             return true;
         }
         match self.state {
@@ -700,6 +703,10 @@ mod tests {
         );
         assert_eq!(sim.m.preferred(), Transport::Quic);
         assert_eq!(sim.m.counters().switches_to_quic, 1);
+        assert_eq!(
+            (sim.m.counters().connects, sim.m.counters().reconnects),
+            (2, 0)
+        );
         // The dropped TCP connection reporting its end changes nothing.
         sim.m.on_disconnected(tcp, FailureReason::Closed, sim.now);
         assert!(matches!(
@@ -795,7 +802,8 @@ mod tests {
         let mut sim = Sim::new(Jitter::None);
         sim.m.start(sim.now);
         let a = sim.expect_dial(Transport::Quic);
-        sim.m.on_connect_failed(a + 100, FailureReason::Tls, sim.now);
+        sim.m
+            .on_connect_failed(a + 100, FailureReason::Tls, sim.now);
         sim.m.on_disconnected(a, FailureReason::Closed, sim.now);
         assert!(matches!(sim.m.state(), State::Connecting { attempt, .. } if attempt == a));
         assert!(sim.m.on_connected(a, sim.now));

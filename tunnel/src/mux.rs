@@ -363,12 +363,17 @@ impl MuxConnection {
         io: T,
         role: Role,
         config: MuxConfig,
-    ) -> (MuxConnection, impl Future<Output = MuxError> + Send + 'static)
+    ) -> (
+        MuxConnection,
+        impl Future<Output = MuxError> + Send + 'static,
+    )
     where
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (out, out_rx) = mpsc::unbounded_channel();
-        let capacity = usize::try_from(config.max_streams).unwrap_or(1024).clamp(1, 1024);
+        let capacity = usize::try_from(config.max_streams)
+            .unwrap_or(1024)
+            .clamp(1, 1024);
         let (accept_tx, accept_rx) = mpsc::channel(capacity);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -603,10 +608,10 @@ fn handle_frame(shared: &Arc<Shared>, frame: Frame) -> Result<(), MuxError> {
         Frame::Open { stream, window } => handle_open(shared, stream, window),
         Frame::Data { stream, payload } => {
             let mut inner = shared.lock();
-            let known = known_stream(shared, &inner, stream)?;
+            known_stream(shared, &inner, stream)?;
             let Some(slot) = inner.streams.get_mut(&stream) else {
                 // A stream we already dropped; its data is moot.
-                return Ok(known);
+                return Ok(());
             };
             if slot.recv_fin {
                 return Err(protocol(format!("data after fin on stream {stream}")));
@@ -635,9 +640,9 @@ fn handle_frame(shared: &Arc<Shared>, frame: Frame) -> Result<(), MuxError> {
         }
         Frame::Window { stream, increment } => {
             let mut inner = shared.lock();
-            let known = known_stream(shared, &inner, stream)?;
+            known_stream(shared, &inner, stream)?;
             let Some(slot) = inner.streams.get_mut(&stream) else {
-                return Ok(known);
+                return Ok(());
             };
             slot.send_credit += u64::from(increment);
             if slot.send_credit > u64::from(u32::MAX) {
@@ -650,23 +655,23 @@ fn handle_frame(shared: &Arc<Shared>, frame: Frame) -> Result<(), MuxError> {
         }
         Frame::Fin { stream } => {
             let mut inner = shared.lock();
-            let known = known_stream(shared, &inner, stream)?;
+            known_stream(shared, &inner, stream)?;
             if let Some(slot) = inner.streams.get_mut(&stream) {
                 slot.recv_fin = true;
                 if let Some(w) = slot.recv_waker.take() {
                     w.wake();
                 }
             }
-            Ok(known)
+            Ok(())
         }
         Frame::Reset { stream } => {
             let mut inner = shared.lock();
-            let known = known_stream(shared, &inner, stream)?;
+            known_stream(shared, &inner, stream)?;
             if let Some(slot) = inner.streams.get_mut(&stream) {
                 slot.reset = true;
                 slot.wake();
             }
-            Ok(known)
+            Ok(())
         }
     }
 }
@@ -688,7 +693,9 @@ fn known_stream(shared: &Shared, inner: &Inner, stream: u32) -> Result<(), MuxEr
 fn handle_open(shared: &Arc<Shared>, stream: u32, window: u32) -> Result<(), MuxError> {
     let mut inner = shared.lock();
     if shared.is_local(stream) {
-        return Err(protocol(format!("peer opened stream {stream} of our parity")));
+        return Err(protocol(format!(
+            "peer opened stream {stream} of our parity"
+        )));
     }
     if stream <= inner.last_remote {
         return Err(protocol(format!(
@@ -1127,10 +1134,7 @@ mod tests {
         for _ in 0..8 {
             held.push(client.open_bi().unwrap());
         }
-        assert_eq!(
-            client.open_bi().unwrap_err(),
-            MuxError::TooManyStreams(8)
-        );
+        assert_eq!(client.open_bi().unwrap_err(), MuxError::TooManyStreams(8));
         drop(server);
         drop(held);
     }

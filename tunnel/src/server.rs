@@ -85,13 +85,12 @@ impl TunnelServer {
                 .map_err(|e| crate::error::TlsError::Quic(e.to_string()))?;
             let mut quic = quinn::ServerConfig::with_crypto(Arc::new(crypto));
             quic.transport_config(Arc::new(transport_config(&options.config)?));
-            let endpoint = quinn::Endpoint::server(quic, addr).map_err(|source| {
-                TunnelError::Bind {
+            let endpoint =
+                quinn::Endpoint::server(quic, addr).map_err(|source| TunnelError::Bind {
                     transport: Transport::Quic,
                     addr,
                     source,
-                }
-            })?;
+                })?;
             server.quic_addr = Some(endpoint.local_addr()?);
             server.spawn(quic_accept_loop(
                 endpoint.clone(),
