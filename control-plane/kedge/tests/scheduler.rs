@@ -1,0 +1,269 @@
+//! The scheduler end to end: the real `kedge server`, nodes written
+//! through the API as a kubelet would write them, pods created with the
+//! real kubectl, and the placements, conditions and events kubectl shows.
+//!
+//! The scheduler is the server's own once `kedge server` runs it (its log
+//! then says "scheduler started"); before that, the test runs
+//! `kedge_scheduler::run` in-process against the same API, which is the
+//! same loop on the same client path.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+
+use common::Cluster;
+
+/// How long a pod may take to be bound or to get its event.
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn client(cluster: &Cluster) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("read the kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a kube config from the kubeconfig");
+    kube::Client::try_from(config).expect("a kube client")
+}
+
+/// Whether the server runs its own scheduler: it logs that it started
+/// within a few seconds of serving the API.
+fn server_schedules(cluster: &Cluster) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match cluster.log.recv_timeout(left) {
+            Ok(line) if line.contains("scheduler started") => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Registers a node: the object, then its status (allocatable and a Ready
+/// condition) through nodes/status, as a kubelet does.
+async fn add_node(client: &kube::Client, node: Value, memory: &str) {
+    let api: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(node).unwrap();
+    let name = node.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &node).await.unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let resources =
+        json!({"cpu": "4", "memory": memory, "pods": "110", "ephemeral-storage": "20Gi"});
+    let status = json!({"status": {
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status",
+                        "lastHeartbeatTime": now, "lastTransitionTime": now}],
+    }});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+/// Polls kubectl until `f` accepts its output.
+fn wait_for(cluster: &Cluster, args: &[&str], what: &str, f: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = cluster.kubectl(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && f(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: kubectl {} still says:\n{text}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn node_of(cluster: &Cluster, pod: &str) -> String {
+    wait_for(
+        cluster,
+        &[
+            "get",
+            "pod",
+            pod,
+            "-n",
+            "sched",
+            "-o",
+            "jsonpath={.spec.nodeName}",
+        ],
+        &format!("pod {pod} bound"),
+        |t| !t.trim().is_empty(),
+    )
+    .trim()
+    .to_string()
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: on-rpi, namespace: sched}
+spec:
+  nodeSelector: {kedge.io/profile: rpi-4-2gb}
+  containers: [{name: app, image: busybox, resources: {requests: {cpu: 100m, memory: 64Mi}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: on-gpu, namespace: sched}
+spec:
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions: [{key: kedge.io/profile, operator: In, values: [jetson]}]
+  tolerations: [{key: gpu, operator: Exists, effect: NoSchedule}]
+  containers: [{name: app, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: anywhere, namespace: sched}
+spec:
+  containers: [{name: app, image: busybox, resources: {requests: {cpu: 500m}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: too-big, namespace: sched}
+spec:
+  containers: [{name: app, image: busybox, resources: {requests: {memory: 3Gi}}}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn places_pods_and_explains_what_does_not_fit() {
+    let cluster = Cluster::sqlite();
+    let client = client(&cluster).await;
+    let in_process = if server_schedules(&cluster) {
+        None
+    } else {
+        let client = client.clone();
+        Some(tokio::spawn(kedge_scheduler::run(
+            client,
+            kedge_scheduler::Config::default(),
+        )))
+    };
+
+    add_node(
+        &client,
+        json!({"metadata": {"name": "edge-a", "labels": {"kedge.io/profile": "rpi-4-2gb"}}}),
+        "2Gi",
+    )
+    .await;
+    add_node(
+        &client,
+        json!({"metadata": {"name": "edge-b", "labels": {"kedge.io/profile": "jetson"}},
+               "spec": {"taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]}}),
+        "8Gi",
+    )
+    .await;
+    add_node(
+        &client,
+        json!({"metadata": {"name": "edge-c", "labels": {"kedge.io/profile": "nuc"}},
+               "spec": {"unschedulable": true}}),
+        "8Gi",
+    )
+    .await;
+
+    let c = &cluster;
+    tokio::task::block_in_place(|| {
+        c.ok(&["create", "namespace", "sched"]);
+        c.ok_stdin(&["apply", "-f", "-"], PODS);
+        assert_eq!(node_of(c, "on-rpi"), "edge-a");
+        assert_eq!(node_of(c, "on-gpu"), "edge-b");
+        // edge-b is tainted and edge-c cordoned: only edge-a is left.
+        assert_eq!(node_of(c, "anywhere"), "edge-a");
+
+        let want = "0/3 nodes are available: 1 Insufficient memory, \
+                    1 node(s) had untolerated taint {gpu: true}, 1 node(s) were unschedulable.";
+        wait_for(
+            c,
+            &[
+                "get",
+                "pod",
+                "too-big",
+                "-n",
+                "sched",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].status} {.status.conditions[?(@.type==\"PodScheduled\")].reason}: {.status.conditions[?(@.type==\"PodScheduled\")].message}",
+            ],
+            "PodScheduled=False on the pod that fits nowhere",
+            |t| t == format!("False Unschedulable: {want}"),
+        );
+        let events = wait_for(
+            c,
+            &[
+                "get",
+                "events",
+                "-n",
+                "sched",
+                "-o",
+                "custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,SOURCE:.source.component,MESSAGE:.message",
+            ],
+            "a FailedScheduling event",
+            |t| t.contains("FailedScheduling"),
+        );
+        let line = events
+            .lines()
+            .find(|l| l.contains("FailedScheduling"))
+            .unwrap();
+        assert!(line.starts_with("Warning"), "{line}");
+        assert!(line.contains("too-big"), "{line}");
+        assert!(line.contains("default-scheduler"), "{line}");
+        assert!(line.contains(want), "{line}");
+        let describe = c.ok(&["describe", "pod", "too-big", "-n", "sched"]);
+        assert!(describe.contains("FailedScheduling"), "{describe}");
+        assert!(describe.contains(want), "{describe}");
+        assert!(describe.contains("default-scheduler"), "{describe}");
+        // Bound pods were told so.
+        let describe = c.ok(&["describe", "pod", "on-gpu", "-n", "sched"]);
+        assert!(
+            describe.contains("Successfully assigned sched/on-gpu to edge-b"),
+            "{describe}"
+        );
+
+        // Uncordoning edge-c makes room; the waiting pod goes there
+        // without waiting for its periodic retry.
+        c.ok(&["uncordon", "edge-c"]);
+        let started = Instant::now();
+        assert_eq!(node_of(c, "too-big"), "edge-c");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the pod waited {:?} after the node changed",
+            started.elapsed()
+        );
+
+        // A pod whose request does not parse is refused by the API before
+        // the scheduler sees it; one naming another scheduler is left alone.
+        c.ok_stdin(
+            &["apply", "-f", "-"],
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: not-ours, namespace: sched}\n\
+             spec: {schedulerName: other-scheduler, containers: [{name: app, image: busybox}]}\n",
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let node = c.ok(&[
+            "get",
+            "pod",
+            "not-ours",
+            "-n",
+            "sched",
+            "-o",
+            "jsonpath={.spec.nodeName}",
+        ]);
+        assert_eq!(node.trim(), "", "a pod for another scheduler was bound");
+    });
+    if let Some(task) = in_process {
+        assert!(
+            !task.is_finished(),
+            "the in-process scheduler stopped: {:?}",
+            task.await
+        );
+        task.abort();
+    }
+}
