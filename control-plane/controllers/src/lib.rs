@@ -19,13 +19,19 @@
 //! |--------|-------------|
 //! | [`workloads`] | ReplicaSet, Deployment, DaemonSet, StatefulSet, Job, CronJob |
 //! | [`nodelifecycle`] | Unknown nodes, unreachable taints, eviction by `kedge.io/autonomy` |
+//! | [`nodeipam`] | a podCIDR per node out of `--cluster-cidr` |
+//! | [`podgc`] | pods on deleted nodes, unscheduled terminating pods, old terminated pods |
+//! | [`serviceaccounts`] | a "default" ServiceAccount in every namespace |
 //! | [`leader`] | Lease-based leader election (also used for the scheduler) |
 //! | [`cache`] | watched copies of objects that controllers read |
 
 pub mod cache;
 pub mod clock;
 pub mod leader;
+pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podgc;
+pub mod serviceaccounts;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -68,6 +74,22 @@ impl Default for Config {
             cluster_cidr: "10.42.0.0/16".to_string(),
             node_cidr_mask_size: 24,
         }
+    }
+}
+
+impl Config {
+    /// Checks the flags before anything starts.
+    pub fn validate(&self) -> Result<(), Error> {
+        let cluster = nodeipam::Ipv4Net::parse(&self.cluster_cidr)
+            .map_err(|e| Error::Invalid(format!("--cluster-cidr: {e}")))?;
+        nodeipam::Allocator::new(cluster, self.node_cidr_mask_size)
+            .map_err(|e| Error::Invalid(format!("--cluster-cidr: {e}")))?;
+        if self.node_monitor_grace_period < Duration::from_secs(1) {
+            return Err(Error::Invalid(
+                "--node-monitor-grace-period must be at least 1s".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -120,5 +142,8 @@ pub fn controllers(ctx: &Context) -> Vec<(&'static str, ControllerFuture)> {
     let mut all = Vec::new();
     all.extend(workloads::controllers(ctx));
     all.push(("nodelifecycle", nodelifecycle::controller(ctx)));
+    all.push(("nodeipam", nodeipam::controller(ctx)));
+    all.push(("podgc", podgc::controller(ctx)));
+    all.push(("serviceaccount", serviceaccounts::controller(ctx)));
     all
 }

@@ -146,6 +146,12 @@ pub async fn open_datastore(endpoint: &Endpoint) -> Result<Arc<dyn Store>> {
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let (endpoint, maintenance) = args.validate()?;
+    let controller_config = kedge_controllers::Config {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        cluster_cidr: args.cluster_cidr.clone(),
+        ..kedge_controllers::Config::default()
+    };
+    controller_config.validate()?;
     let sans = args
         .tls_san
         .iter()
@@ -250,11 +256,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             api_url: format!("https://127.0.0.1:{port}"),
             run_scheduler: !args.disable_scheduler,
             run_controllers: !args.disable_controller_manager,
-            controllers: kedge_controllers::Config {
-                node_monitor_grace_period: args.node_monitor_grace_period,
-                cluster_cidr: args.cluster_cidr.clone(),
-                ..kedge_controllers::Config::default()
-            },
+            controllers: controller_config,
         },
         &stopped,
     )
