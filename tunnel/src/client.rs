@@ -159,10 +159,16 @@ impl Drop for TunnelClient {
         self.shutdown();
         // The driver closes its connection when it sees the stop; abort only if it lingers.
         let task = self.task.abort_handle();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            task.abort();
-        });
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    task.abort();
+                });
+            }
+            // Outside a runtime the driver cannot run any more anyway.
+            Err(_) => task.abort(),
+        }
     }
 }
 

@@ -292,3 +292,76 @@ async fn returns_to_quic_when_udp_comes_back() {
         "the tcp connection stayed open after the switch"
     );
 }
+
+/// The Kubernetes API and the TCP fallback share TCP 6443: the API listener offers the
+/// tunnel's ALPN next to its own and hands such connections to the tunnel server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_listener_hands_over_tunnel_connections_by_alpn() {
+    let pki = pki();
+    let server = Arc::new(server(&pki, None, None).await);
+    let mut api_tls = (*server.rustls_config()).clone();
+    api_tls.alpn_protocols = vec![
+        b"h2".to_vec(),
+        b"http/1.1".to_vec(),
+        kedge_tunnel::ALPN.to_vec(),
+    ];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(api_tls));
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = api.local_addr().unwrap();
+    let handed_over = server.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, remote)) = api.accept().await {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            if tls.get_ref().1.alpn_protocol() == Some(kedge_tunnel::ALPN) {
+                handed_over.adopt_tls(tls, remote).unwrap();
+            } else {
+                // What the apiserver would serve; adopting it must be refused.
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+            }
+        }
+    });
+
+    let mut config = fast_config();
+    config.quic_connect_timeout = Duration::from_millis(200);
+    // Nothing answers QUIC on the API port: the client falls back to TCP by itself.
+    let client = client(client_tls(&pki, &pki, "edge-7"), api_addr, api_addr, config);
+    wait_connected(&client, Transport::Tcp, WITHIN).await;
+    let conn = accept_conn(&server).await;
+    let identity = kedge_pki::client_identity(conn.peer_certificate().unwrap()).unwrap();
+    assert_eq!(identity.user, "system:node:edge-7");
+    exercise_streams(&client, &conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopting_a_connection_without_the_tunnel_alpn_is_refused() {
+    let pki = pki();
+    let server = server(&pki, None, None).await;
+    let mut api_tls = (*server.rustls_config()).clone();
+    api_tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(api_tls));
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = api.local_addr().unwrap();
+
+    // A plain HTTPS client (kubectl, say) with a valid client certificate, speaking h2.
+    let tls = client_tls(&pki, &pki, "kubectl");
+    let mut client_config = (*tls.rustls_config().unwrap()).clone();
+    client_config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let dial = tokio::spawn(async move {
+        let tcp = TcpStream::connect(api_addr).await.unwrap();
+        let name = tls.server_name().unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(stream);
+    });
+    let (tcp, remote) = api.accept().await.unwrap();
+    let stream = acceptor.accept(tcp).await.unwrap();
+    let err = server.adopt_tls(stream, remote).unwrap_err();
+    assert!(
+        matches!(err, kedge_tunnel::TunnelError::Alpn { .. }),
+        "{err:?}"
+    );
+    dial.await.unwrap();
+}
