@@ -19,6 +19,7 @@
 //! |--------|-------------|
 //! | [`workloads`] | ReplicaSet, Deployment, DaemonSet, StatefulSet, Job, CronJob |
 //! | [`nodelifecycle`] | Unknown nodes, unreachable taints, eviction by `kedge.io/autonomy` |
+//! | [`endpoints`] | Endpoints and EndpointSlices from Services and pod readiness |
 //! | [`nodeipam`] | a podCIDR per node out of `--cluster-cidr` |
 //! | [`podgc`] | pods on deleted nodes, unscheduled terminating pods, old terminated pods |
 //! | [`serviceaccounts`] | a "default" ServiceAccount in every namespace |
@@ -27,6 +28,7 @@
 
 pub mod cache;
 pub mod clock;
+pub mod endpoints;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -141,6 +143,7 @@ pub async fn run(ctx: Context) -> Result<(), Error> {
 pub fn controllers(ctx: &Context) -> Vec<(&'static str, ControllerFuture)> {
     let mut all = Vec::new();
     all.extend(workloads::controllers(ctx));
+    all.push(("endpoints", endpoints::controller(ctx)));
     all.push(("nodelifecycle", nodelifecycle::controller(ctx)));
     all.push(("nodeipam", nodeipam::controller(ctx)));
     all.push(("podgc", podgc::controller(ctx)));
