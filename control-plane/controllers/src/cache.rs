@@ -50,7 +50,23 @@ where
     /// Starts watching `api`; the returned future must be polled for the
     /// cache to fill and stay current.
     pub fn start(api: Api<K>, config: watcher::Config) -> (Cache<K>, BoxFuture<'static, ()>) {
-        let (store, writer) = reflector::store();
+        Self::start_with(api, config, K::DynamicType::default())
+    }
+}
+
+impl<K> Cache<K>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    /// [`Cache::start`] for kinds known only at run time.
+    pub fn start_with(
+        api: Api<K>,
+        config: watcher::Config,
+        dyntype: K::DynamicType,
+    ) -> (Cache<K>, BoxFuture<'static, ()>) {
+        let writer = reflector::store::Writer::new(dyntype);
+        let store = writer.as_reader();
         let changed = Arc::new(Notify::new());
         let notify = changed.clone();
         let driver = async move {

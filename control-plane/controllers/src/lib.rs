@@ -20,6 +20,7 @@
 //! | [`workloads`] | ReplicaSet, Deployment, DaemonSet, StatefulSet, Job, CronJob |
 //! | [`nodelifecycle`] | Unknown nodes, unreachable taints, eviction by `kedge.io/autonomy` |
 //! | [`endpoints`] | Endpoints and EndpointSlices from Services and pod readiness |
+//! | [`gc`] | ownerReferences: background, foreground and orphan deletion |
 //! | [`nodeipam`] | a podCIDR per node out of `--cluster-cidr` |
 //! | [`podgc`] | pods on deleted nodes, unscheduled terminating pods, old terminated pods |
 //! | [`serviceaccounts`] | a "default" ServiceAccount in every namespace |
@@ -29,6 +30,7 @@
 pub mod cache;
 pub mod clock;
 pub mod endpoints;
+pub mod gc;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -144,6 +146,7 @@ pub fn controllers(ctx: &Context) -> Vec<(&'static str, ControllerFuture)> {
     let mut all = Vec::new();
     all.extend(workloads::controllers(ctx));
     all.push(("endpoints", endpoints::controller(ctx)));
+    all.push(("garbagecollector", gc::controller(ctx)));
     all.push(("nodelifecycle", nodelifecycle::controller(ctx)));
     all.push(("nodeipam", nodeipam::controller(ctx)));
     all.push(("podgc", podgc::controller(ctx)));
