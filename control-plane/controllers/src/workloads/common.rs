@@ -22,14 +22,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Event as CoreEvent, EventSource, ObjectReference, Pod, PodTemplateSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, OwnerReference, Time,
 };
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,29 +43,25 @@ pub struct Shared {
     pub client: kube::Client,
     /// The injected time source.
     pub clock: Arc<dyn Clock>,
-    /// Publishes Events as `reporter`.
-    pub recorder: Recorder,
+    /// The component named as the Events' source (`deployment-controller`).
+    pub component: String,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("component", &self.component)
+            .finish_non_exhaustive()
     }
 }
 
 impl Shared {
-    /// The shared state for one controller, reporting Events as `reporter`.
-    pub fn new(ctx: &Context, reporter: &str) -> Arc<Shared> {
+    /// The shared state for one controller, reporting Events as `component`.
+    pub fn new(ctx: &Context, component: &str) -> Arc<Shared> {
         Arc::new(Shared {
             client: ctx.client.clone(),
             clock: ctx.clock.clone(),
-            recorder: Recorder::new(
-                ctx.client.clone(),
-                Reporter {
-                    controller: reporter.to_string(),
-                    instance: None,
-                },
-            ),
+            component: component.to_string(),
         })
     }
 
@@ -73,28 +70,52 @@ impl Shared {
         self.clock.timestamp()
     }
 
-    /// Publishes an Event about `obj`; a failure is logged, never fatal.
+    /// Records a core/v1 Event about `obj`, as upstream's controllers do
+    /// (one Event per occurrence; kube-runtime's recorder would fold every
+    /// Event with the same reason on one object into one series and keep
+    /// only the first message). A failure is logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         warning: bool,
         reason: &str,
-        note: String,
+        message: String,
     ) {
-        let reference: ObjectReference = obj.object_ref(&());
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
+        let involved: ObjectReference = obj.object_ref(&());
+        let ns = involved
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let now = self.now();
+        let name = format!(
+            "{}.{:x}",
+            involved.name.as_deref().unwrap_or("object"),
+            now.as_nanosecond()
+        );
+        let ev = CoreEvent {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(ns.clone()),
+                ..Default::default()
             },
-            reason: reason.to_string(),
-            note: Some(note),
-            action: reason.to_string(),
-            secondary: None,
+            involved_object: involved,
+            reason: Some(reason.to_string()),
+            message: Some(message),
+            type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
+            count: Some(1),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(self.component.clone()),
+            ..Default::default()
         };
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::debug!(error = %e, reason, "could not publish event");
+        let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), &ns);
+        if let Err(e) = api.create(&PostParams::default(), &ev).await {
+            tracing::debug!(error = %e, reason, "could not record event");
         }
     }
 }

@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint,
-    Toleration,
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+    PodSpec, Taint, Toleration,
 };
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use tracing::Instrument;
 
 use super::common::{self, Shared};
@@ -58,7 +58,10 @@ pub fn with_default_tolerations(spec: &PodSpec) -> PodSpec {
         toleration("node.kubernetes.io/unschedulable", "NoSchedule"),
     ];
     if spec.host_network == Some(true) {
-        add.push(toleration("node.kubernetes.io/network-unavailable", "NoSchedule"));
+        add.push(toleration(
+            "node.kubernetes.io/network-unavailable",
+            "NoSchedule",
+        ));
     }
     let tols = spec.tolerations.get_or_insert_with(Vec::new);
     for t in add {
@@ -82,7 +85,10 @@ pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
     }
     match tol.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" => !key.is_empty() && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Equal" => {
+            !key.is_empty()
+                && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         _ => false,
     }
 }
@@ -95,10 +101,17 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
         "Exists" => value.is_some(),
         "DoesNotExist" => value.is_none(),
         "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (value.and_then(|v| v.parse::<i64>().ok()), values.first().and_then(|b| b.parse::<i64>().ok())) else {
+            let (Some(v), Some(bound)) = (
+                value.and_then(|v| v.parse::<i64>().ok()),
+                values.first().and_then(|b| b.parse::<i64>().ok()),
+            ) else {
                 return false;
             };
-            if r.operator == "Gt" { v > bound } else { v < bound }
+            if r.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -111,7 +124,9 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
         return false;
     }
     let labels = node.labels();
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+    exprs
+        .iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| {
             let v = (r.key == "metadata.name").then(|| node.name_any());
             requirement_matches(r, v.as_deref())
@@ -131,7 +146,10 @@ pub fn node_selected(spec: &PodSpec, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
         Some(r) => r.node_selector_terms.iter().any(|t| term_matches(t, node)),
         None => true,
@@ -145,7 +163,11 @@ pub fn should_run(spec: &PodSpec, node: &Node) -> (bool, bool) {
         return (false, false);
     }
     let tols = spec.tolerations.clone().unwrap_or_default();
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let untolerated = |effects: &[&str]| {
         taints
             .iter()
@@ -197,7 +219,13 @@ fn is_updated(pod: &Pod, hash: &str) -> bool {
 
 /// The decision: `pods` are the DaemonSet's pods, `hash` the current
 /// revision's hash.
-pub fn plan(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], hash: &str, now: jiff::Timestamp) -> Plan {
+pub fn plan(
+    ds: &DaemonSet,
+    nodes: &[&Node],
+    pods: &[&Pod],
+    hash: &str,
+    now: jiff::Timestamp,
+) -> Plan {
     let spec = ds.spec.clone().unwrap_or_default();
     let pod_spec = with_default_tolerations(&spec.template.spec.clone().unwrap_or_default());
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
@@ -259,7 +287,8 @@ pub fn plan(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], hash: &str, now: jif
             }
             for p in &ps {
                 if common::pod_ready(p) && !common::pod_available(p, min_ready, now) {
-                    plan.requeue = common::earliest(plan.requeue, common::until_available(p, min_ready, now));
+                    plan.requeue =
+                        common::earliest(plan.requeue, common::until_available(p, min_ready, now));
                 }
             }
             eligible.push((name, ps));
@@ -275,11 +304,35 @@ pub fn plan(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], hash: &str, now: jif
         return plan;
     }
 
-    let rolling = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("OnDelete");
-    let ru = spec.update_strategy.as_ref().and_then(|s| s.rolling_update.clone()).unwrap_or_default();
+    let rolling = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        != Some("OnDelete");
+    let ru = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.clone())
+        .unwrap_or_default();
     let desired = plan.status.desired_number_scheduled;
-    let max_surge = if rolling { scaled(Some(ru.max_surge.as_ref().unwrap_or(&Default::default())), desired, true) } else { 0 };
-    let mut max_unavailable = scaled(Some(ru.max_unavailable.as_ref().unwrap_or(&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))), desired, true);
+    let max_surge = if rolling {
+        scaled(
+            Some(ru.max_surge.as_ref().unwrap_or(&Default::default())),
+            desired,
+            true,
+        )
+    } else {
+        0
+    };
+    let mut max_unavailable = scaled(
+        Some(
+            ru.max_unavailable
+                .as_ref()
+                .unwrap_or(&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)),
+        ),
+        desired,
+        true,
+    );
     if max_surge == 0 && max_unavailable == 0 {
         max_unavailable = 1;
     }
@@ -370,10 +423,17 @@ pub fn daemon_pod(ds: &DaemonSet, node: &str, hash: &str) -> Pod {
         "pod-template-generation".into(),
         ds.metadata.generation.unwrap_or(1).to_string(),
     );
-    let mut pod = common::pod_from_template(&template, ds, &common::generate_prefix(&ds.name_any()), true);
+    let mut pod = common::pod_from_template(
+        &template,
+        ds,
+        &common::generate_prefix(&ds.name_any()),
+        true,
+    );
     let mut pod_spec = with_default_tolerations(&pod.spec.clone().unwrap_or_default());
     let affinity = pod_spec.affinity.get_or_insert_with(Affinity::default);
-    let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let na = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     na.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
         node_selector_terms: vec![NodeSelectorTerm {
             match_expressions: None,
@@ -421,13 +481,19 @@ where
         .filter(|r| common::controlled_by(&r.metadata, &uid))
         .collect();
     let refs: Vec<&ControllerRevision> = revs.iter().collect();
-    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     let owner_name = owner.meta().name.clone().unwrap_or_default();
     let chosen = match revisions::choose(owner, template, &labels, collision_count, &refs) {
         Choice::Current(name, _) => name,
         Choice::Renumber(name, n) => {
             let patch = serde_json::json!({"revision": n});
-            let r = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let r = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             revs.retain(|x| x.name_any() != name);
             revs.push(r);
             name
@@ -440,9 +506,9 @@ where
             }
             Err(e) if common::is_already_exists(&e) => {
                 let existing = api.get_opt(&rev.name_any()).await?;
-                let same = existing
-                    .as_ref()
-                    .is_some_and(|x| common::controlled_by(&x.metadata, &uid) && x.data == rev.data);
+                let same = existing.as_ref().is_some_and(|x| {
+                    common::controlled_by(&x.metadata, &uid) && x.data == rev.data
+                });
                 if !same {
                     return Ok((None, revs));
                 }
@@ -456,7 +522,11 @@ where
         .iter()
         .find(|r| r.name_any() == chosen)
         .map(|r| revisions::revision_hash(r, &owner_name))
-        .unwrap_or_else(|| chosen.trim_start_matches(&format!("{owner_name}-")).to_string());
+        .unwrap_or_else(|| {
+            chosen
+                .trim_start_matches(&format!("{owner_name}-"))
+                .to_string()
+        });
     Ok((Some((chosen, hash)), revs))
 }
 
@@ -471,7 +541,10 @@ pub async fn cleanup_revisions(
     limit: i32,
 ) -> Result<(), Error> {
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns);
-    let in_use: BTreeSet<String> = pods.iter().filter_map(|p| p.labels().get(HASH_LABEL).cloned()).collect();
+    let in_use: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p.labels().get(HASH_LABEL).cloned())
+        .collect();
     let refs: Vec<&ControllerRevision> = revs.iter().collect();
     for name in revisions::to_delete(&refs, current, &in_use, owner, limit) {
         common::delete_ignore_missing(&api, &name, &common::delete_params(None)).await?;
@@ -490,7 +563,12 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     let spec = ds.spec.clone().unwrap_or_default();
     let deleting = ds.metadata.deletion_timestamp.is_some();
     let listed = common::list_selected(&pods_api, &spec.selector).await?;
-    let own = common::classify(&uid, &spec.selector, deleting, listed.iter().map(|p| &p.metadata));
+    let own = common::classify(
+        &uid,
+        &spec.selector,
+        deleting,
+        listed.iter().map(|p| &p.metadata),
+    );
     let mut pods: Vec<Pod> = own.owned.iter().map(|&i| listed[i].clone()).collect();
     for &i in &own.adopt {
         if let Ok(p) = common::adopt(&pods_api, &listed[i], &ds).await {
@@ -498,7 +576,8 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
         }
     }
     let collision = ds.status.as_ref().and_then(|s| s.collision_count);
-    let (current, revs) = current_revision(&ctx, &ds, &spec.template, &spec.selector, collision).await?;
+    let (current, revs) =
+        current_revision(&ctx, &ds, &spec.template, &spec.selector, collision).await?;
     let Some((rev_name, hash)) = current else {
         let mut updated = ds.clone();
         let st = updated.status.get_or_insert_with(Default::default);
@@ -515,13 +594,22 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     let mut failed = None;
     if !deleting {
         for node in &plan.create {
-            match pods_api.create(&PostParams::default(), &daemon_pod(&ds, node, &hash)).await {
+            match pods_api
+                .create(&PostParams::default(), &daemon_pod(&ds, node, &hash))
+                .await
+            {
                 Ok(p) => {
-                    ctx.event(&ds, false, "SuccessfulCreate", format!("Created pod: {}", p.name_any()))
-                        .await
+                    ctx.event(
+                        &ds,
+                        false,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", p.name_any()),
+                    )
+                    .await
                 }
                 Err(e) => {
-                    ctx.event(&ds, true, "FailedCreate", format!("Error creating: {e}")).await;
+                    ctx.event(&ds, true, "FailedCreate", format!("Error creating: {e}"))
+                        .await;
                     failed = Some(e.into());
                     break;
                 }
@@ -529,9 +617,19 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
         }
         for p in &plan.delete {
             common::delete_ignore_missing(&pods_api, p, &common::delete_params(None)).await?;
-            ctx.event(&ds, false, "SuccessfulDelete", format!("Deleted pod: {p}")).await;
+            ctx.event(&ds, false, "SuccessfulDelete", format!("Deleted pod: {p}"))
+                .await;
         }
-        cleanup_revisions(&ctx, &ns, &name, &revs, &rev_name, &pods, spec.revision_history_limit.unwrap_or(10)).await?;
+        cleanup_revisions(
+            &ctx,
+            &ns,
+            &name,
+            &revs,
+            &rev_name,
+            &pods,
+            spec.revision_history_limit.unwrap_or(10),
+        )
+        .await?;
     }
     if ds.status.as_ref() != Some(&plan.status) {
         let mut updated = ds.clone();
@@ -542,7 +640,11 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
         return Err(e);
     }
     let busy = !plan.create.is_empty() || !plan.delete.is_empty();
-    Ok(common::action(if busy { common::earliest(plan.requeue, Some(Duration::from_secs(5))) } else { plan.requeue }))
+    Ok(common::action(if busy {
+        common::earliest(plan.requeue, Some(Duration::from_secs(5)))
+    } else {
+        plan.requeue
+    }))
 }
 
 /// The DaemonSet controller's loop.
@@ -550,18 +652,25 @@ pub fn run(ctx: &Context) -> ControllerFuture {
     let shared = Shared::new(ctx, "daemonset-controller");
     let client = ctx.client.clone();
     Box::pin(async move {
-        let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default())
-            .with_config(Config::default().debounce(Duration::from_millis(500)));
+        let controller = Controller::new(
+            Api::<DaemonSet>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(Config::default().debounce(Duration::from_millis(500)));
         let store = controller.store();
         let stream = controller
             .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .watches(Api::<Node>::all(client), watcher::Config::default(), move |_node: Node| {
-                store
-                    .state()
-                    .iter()
-                    .map(|ds| ObjectRef::from_obj(ds.as_ref()))
-                    .collect::<Vec<_>>()
-            })
+            .watches(
+                Api::<Node>::all(client),
+                watcher::Config::default(),
+                move |_node: Node| {
+                    store
+                        .state()
+                        .iter()
+                        .map(|ds| ObjectRef::from_obj(ds.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            )
             .run(reconcile, common::error_policy, shared);
         common::drive(stream).await
     })

@@ -907,10 +907,12 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     let all_refs: Vec<&ReplicaSet> = refs.iter().collect();
     let (s, requeue) = status(&d, new.as_ref(), &all_refs, what, now);
     write_status(&d_api, &d, s).await?;
-    let requeue = if matches!(step, Step::Wait) {
+    // Pods going away change no ReplicaSet once they are Terminating, and
+    // this controller watches ReplicaSets only: Recreate looks again soon.
+    let requeue = if matches!(step, Step::Wait) && !old_pods_running {
         requeue
     } else {
-        common::earliest(requeue, Some(Duration::from_secs(5)))
+        common::earliest(requeue, Some(Duration::from_secs(1)))
     };
     Ok(common::action(requeue))
 }

@@ -12,11 +12,14 @@
 //! reads the current state and never relies on having seen an event.
 
 pub mod common;
+pub mod cron;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod job;
 pub mod replicaset;
 pub mod revisions;
+pub mod statefulset;
 
 use crate::{Context, ControllerFuture};
 
@@ -27,5 +30,7 @@ pub fn controllers(ctx: &Context) -> Vec<(&'static str, ControllerFuture)> {
         ("deployment", deployment::run(ctx)),
         ("job", job::run(ctx)),
         ("daemonset", daemonset::run(ctx)),
+        ("statefulset", statefulset::run(ctx)),
+        ("cronjob", cronjob::run(ctx)),
     ]
 }

@@ -99,15 +99,22 @@ pub fn choose<K: Resource<DynamicType = ()>>(
 /// The hash label value of a revision (its name's suffix when the label is
 /// missing).
 pub fn revision_hash(r: &ControllerRevision, owner: &str) -> String {
-    r.labels()
-        .get(HASH_LABEL)
-        .cloned()
-        .unwrap_or_else(|| r.name_any().trim_start_matches(&format!("{owner}-")).to_string())
+    r.labels().get(HASH_LABEL).cloned().unwrap_or_else(|| {
+        r.name_any()
+            .trim_start_matches(&format!("{owner}-"))
+            .to_string()
+    })
 }
 
 /// Revisions beyond `limit` that no live pod uses, oldest first, never the
 /// current one.
-pub fn to_delete(existing: &[&ControllerRevision], current: &str, in_use: &BTreeSet<String>, owner: &str, limit: i32) -> Vec<String> {
+pub fn to_delete(
+    existing: &[&ControllerRevision],
+    current: &str,
+    in_use: &BTreeSet<String>,
+    owner: &str,
+    limit: i32,
+) -> Vec<String> {
     let mut old: Vec<&&ControllerRevision> = existing
         .iter()
         .filter(|r| r.name_any() != current && !in_use.contains(&revision_hash(r, owner)))
@@ -127,11 +134,17 @@ mod tests {
     use k8s_openapi::api::apps::v1::DaemonSet;
 
     fn owner() -> DaemonSet {
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "ds", "namespace": "n", "uid": "u"}})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "ds", "namespace": "n", "uid": "u"}}),
+        )
+        .unwrap()
     }
 
     fn template(image: &str) -> PodTemplateSpec {
-        serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c", "image": image}]}})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"spec": {"containers": [{"name": "c", "image": image}]}}),
+        )
+        .unwrap()
     }
 
     fn created(c: Choice) -> ControllerRevision {
@@ -147,13 +160,22 @@ mod tests {
         let r1 = created(choose(&owner(), &template("a"), &labels, None, &[]));
         assert_eq!(r1.revision, 1);
         assert!(r1.name_any().starts_with("ds-"));
-        assert_eq!(r1.data.as_ref().unwrap().0["spec"]["template"]["$patch"], "replace");
-        assert_eq!(choose(&owner(), &template("a"), &labels, None, &[&r1]), Choice::Current(r1.name_any(), 1));
+        assert_eq!(
+            r1.data.as_ref().unwrap().0["spec"]["template"]["$patch"],
+            "replace"
+        );
+        assert_eq!(
+            choose(&owner(), &template("a"), &labels, None, &[&r1]),
+            Choice::Current(r1.name_any(), 1)
+        );
         let r2 = created(choose(&owner(), &template("b"), &labels, None, &[&r1]));
         assert_eq!(r2.revision, 2);
         assert_ne!(r1.name_any(), r2.name_any());
         // Back to a: a rollback renumbers revision 1 to 3.
-        assert_eq!(choose(&owner(), &template("a"), &labels, None, &[&r1, &r2]), Choice::Renumber(r1.name_any(), 3));
+        assert_eq!(
+            choose(&owner(), &template("a"), &labels, None, &[&r1, &r2]),
+            Choice::Renumber(r1.name_any(), 3)
+        );
     }
 
     #[test]
@@ -168,6 +190,9 @@ mod tests {
         let refs: Vec<&ControllerRevision> = revs.iter().collect();
         let current = revs[3].name_any();
         let in_use: BTreeSet<String> = [revision_hash(&revs[0], "ds")].into();
-        assert_eq!(to_delete(&refs, &current, &in_use, "ds", 1), vec![revs[1].name_any()]);
+        assert_eq!(
+            to_delete(&refs, &current, &in_use, "ds", 1),
+            vec![revs[1].name_any()]
+        );
     }
 }

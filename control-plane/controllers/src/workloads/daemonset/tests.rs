@@ -18,7 +18,10 @@ fn ds(strategy: serde_json::Value, node_selector: serde_json::Value) -> DaemonSe
 }
 
 fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}),
+    )
+    .unwrap()
 }
 
 fn pod(name: &str, node: &str, hash: &str, ready: bool) -> Pod {
@@ -41,11 +44,22 @@ fn now() -> jiff::Timestamp {
 
 #[test]
 fn one_pod_per_matching_node() {
-    let d = ds(json!({"type": "RollingUpdate"}), json!({"kedge.io/profile": "rpi"}));
+    let d = ds(
+        json!({"type": "RollingUpdate"}),
+        json!({"kedge.io/profile": "rpi"}),
+    );
     let n1 = node("n1", json!({"kedge.io/profile": "rpi"}), json!([]));
     let n2 = node("n2", json!({"kedge.io/profile": "nuc"}), json!([]));
-    let n3 = node("n3", json!({"kedge.io/profile": "rpi"}), json!([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]));
-    let n4 = node("n4", json!({"kedge.io/profile": "rpi"}), json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}, {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]));
+    let n3 = node(
+        "n3",
+        json!({"kedge.io/profile": "rpi"}),
+        json!([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]),
+    );
+    let n4 = node(
+        "n4",
+        json!({"kedge.io/profile": "rpi"}),
+        json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}, {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+    );
     let p = plan(&d, &[&n1, &n2, &n3, &n4], &[], "h1", now());
     assert_eq!(p.create, vec!["n1".to_string(), "n4".to_string()]);
     assert_eq!(p.status.desired_number_scheduled, 2);
@@ -66,8 +80,16 @@ fn pods_on_nodes_that_stop_matching_go() {
 #[test]
 fn noexecute_taint_evicts_but_noschedule_keeps() {
     let d = ds(json!({"type": "RollingUpdate"}), json!({}));
-    let ns = node("ns", json!({}), json!([{"key": "k", "effect": "NoSchedule"}]));
-    let ne = node("ne", json!({}), json!([{"key": "k", "effect": "NoExecute"}]));
+    let ns = node(
+        "ns",
+        json!({}),
+        json!([{"key": "k", "effect": "NoSchedule"}]),
+    );
+    let ne = node(
+        "ne",
+        json!({}),
+        json!([{"key": "k", "effect": "NoExecute"}]),
+    );
     let a = pod("a", "ns", "h1", true);
     let b = pod("b", "ne", "h1", true);
     let p = plan(&d, &[&ns, &ne], &[&a, &b], "h1", now());
@@ -77,9 +99,16 @@ fn noexecute_taint_evicts_but_noschedule_keeps() {
 
 #[test]
 fn rolling_update_respects_max_unavailable() {
-    let d = ds(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}), json!({}));
-    let nodes: Vec<Node> = (0..4).map(|i| node(&format!("n{i}"), json!({}), json!([]))).collect();
-    let pods: Vec<Pod> = (0..4).map(|i| pod(&format!("p{i}"), &format!("n{i}"), "old", true)).collect();
+    let d = ds(
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}),
+        json!({}),
+    );
+    let nodes: Vec<Node> = (0..4)
+        .map(|i| node(&format!("n{i}"), json!({}), json!([])))
+        .collect();
+    let pods: Vec<Pod> = (0..4)
+        .map(|i| pod(&format!("p{i}"), &format!("n{i}"), "old", true))
+        .collect();
     let nr: Vec<&Node> = nodes.iter().collect();
     let pr: Vec<&Pod> = pods.iter().collect();
     let p = plan(&d, &nr, &pr, "new", now());
@@ -97,7 +126,10 @@ fn rolling_update_respects_max_unavailable() {
 
 #[test]
 fn rolling_update_with_surge_creates_before_deleting() {
-    let d = ds(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}), json!({}));
+    let d = ds(
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}),
+        json!({}),
+    );
     let n0 = node("n0", json!({}), json!([]));
     let n1 = node("n1", json!({}), json!([]));
     let a = pod("a", "n0", "old", true);
@@ -128,13 +160,21 @@ fn daemon_pods_are_pinned_by_affinity_and_tolerate_defaults() {
     assert!(pod.spec.as_ref().unwrap().node_name.is_none());
     assert_eq!(pod.labels().get(HASH_LABEL).map(String::as_str), Some("h1"));
     let tols = pod.spec.as_ref().unwrap().tolerations.clone().unwrap();
-    assert!(tols.iter().any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable") && t.effect.as_deref() == Some("NoExecute")));
+    assert!(tols.iter().any(
+        |t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")
+            && t.effect.as_deref() == Some("NoExecute")
+    ));
     assert_eq!(tols.len(), 6);
 }
 
 #[test]
 fn toleration_matching() {
-    let taint = Taint { key: "k".into(), value: Some("v".into()), effect: "NoSchedule".into(), time_added: None };
+    let taint = Taint {
+        key: "k".into(),
+        value: Some("v".into()),
+        effect: "NoSchedule".into(),
+        time_added: None,
+    };
     let t = |k: Option<&str>, op: &str, v: Option<&str>, e: Option<&str>| Toleration {
         key: k.map(Into::into),
         operator: Some(op.into()),
@@ -142,10 +182,16 @@ fn toleration_matching() {
         effect: e.map(Into::into),
         toleration_seconds: None,
     };
-    assert!(tolerates(&t(Some("k"), "Equal", Some("v"), Some("NoSchedule")), &taint));
+    assert!(tolerates(
+        &t(Some("k"), "Equal", Some("v"), Some("NoSchedule")),
+        &taint
+    ));
     assert!(!tolerates(&t(Some("k"), "Equal", Some("w"), None), &taint));
     assert!(tolerates(&t(None, "Exists", None, None), &taint));
-    assert!(!tolerates(&t(Some("k"), "Exists", None, Some("NoExecute")), &taint));
+    assert!(!tolerates(
+        &t(Some("k"), "Exists", None, Some("NoExecute")),
+        &taint
+    ));
 }
 
 #[test]
@@ -158,7 +204,13 @@ fn required_node_affinity_terms() {
         ]}}}
     }))
     .unwrap();
-    assert!(node_selected(&spec, &node("a", json!({"arch": "arm64", "mem": "2048"}), json!([]))));
-    assert!(!node_selected(&spec, &node("b", json!({"arch": "arm64", "mem": "512"}), json!([]))));
+    assert!(node_selected(
+        &spec,
+        &node("a", json!({"arch": "arm64", "mem": "2048"}), json!([]))
+    ));
+    assert!(!node_selected(
+        &spec,
+        &node("b", json!({"arch": "arm64", "mem": "512"}), json!([]))
+    ));
     assert!(node_selected(&spec, &node("special", json!({}), json!([]))));
 }
