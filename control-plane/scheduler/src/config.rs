@@ -59,6 +59,14 @@ impl Config {
                 "initial_backoff must be above zero and at most max_backoff".into(),
             ));
         }
+        if self.max_backoff > Duration::from_secs(3600) {
+            return Err(ConfigError("max_backoff must be at most 1h".into()));
+        }
+        if self.unschedulable_flush > Duration::from_secs(86_400) {
+            return Err(ConfigError(
+                "unschedulable_flush must be at most 24h".into(),
+            ));
+        }
         if self.unschedulable_flush < self.initial_backoff {
             return Err(ConfigError(
                 "unschedulable_flush must be at least initial_backoff".into(),
