@@ -11,6 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -29,16 +30,21 @@ async fn client(cluster: &Cluster) -> kube::Client {
     kube::Client::try_from(config).expect("a kube client")
 }
 
-/// Whether the server runs its own scheduler: it logs that it started
-/// within a few seconds of serving the API.
-fn server_schedules(cluster: &Cluster) -> bool {
+/// Whether the server runs its own scheduler: within a few seconds it
+/// logs that it started, or holds the `kube-scheduler` Lease.
+async fn server_schedules(cluster: &Cluster, client: &kube::Client) -> bool {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match cluster.log.recv_timeout(left) {
-            Ok(line) if line.contains("scheduler started") => return true,
-            Ok(_) => {}
-            Err(_) => return false,
+    while Instant::now() < deadline {
+        while let Ok(line) = cluster.log.try_recv() {
+            if line.contains("scheduler started") {
+                return true;
+            }
         }
+        if let Ok(Some(_)) = leases.get_opt("kube-scheduler").await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
 }
@@ -140,7 +146,7 @@ spec:
 async fn places_pods_and_explains_what_does_not_fit() {
     let cluster = Cluster::sqlite();
     let client = client(&cluster).await;
-    let in_process = if server_schedules(&cluster) {
+    let in_process = if server_schedules(&cluster, &client).await {
         None
     } else {
         let client = client.clone();

@@ -128,6 +128,9 @@ async fn main() -> Result<()> {
     ));
     let outcome = measure(&args, &server).await;
     let findings = server.log_findings();
+    for example in &findings.examples {
+        say(format!("server log: {example}"));
+    }
     let stop = server.stop().await?;
     let outcome = outcome?;
     say(format!("server {stop}"));
