@@ -8,6 +8,21 @@
 //! precondition (a 409 is retried by requeue). [`common`] holds what they
 //! share and explains why they need no "expectations".
 //!
+//! | module | what |
+//! |--------|------|
+//! | [`replicaset`] | pods to match replicas; adoption and release; upstream's scale-down order |
+//! | [`deployment`] | RollingUpdate/Recreate through ReplicaSets `<name>-<pod-template-hash>`, revisions, undo, pause, progress deadline |
+//! | [`daemonset`] | a pod per eligible node (pinned by node affinity, bound by the scheduler), RollingUpdate/OnDelete |
+//! | [`statefulset`] | `<name>-<ordinal>` pods, OrderedReady/Parallel, partitioned rolling update |
+//! | [`revisions`] | ControllerRevisions for DaemonSets and StatefulSets |
+//! | [`job`] | completions, parallelism, backoffLimit, deadline, Indexed, TTL after finished |
+//! | [`cronjob`], [`cron`] | Jobs on a cron schedule in a time zone |
+//! | [`common`] | ownership, selectors, pod readiness, Events, the reconcile plumbing |
+//!
+//! Each controller watches its own kind and what it owns (the ReplicaSet
+//! controller watches every pod, to adopt orphans; the DaemonSet controller
+//! watches Nodes). Time comes from the injected clock.
+//!
 //! Architecture invariant: a reconcile is level-triggered and idempotent; it
 //! reads the current state and never relies on having seen an event.
 
