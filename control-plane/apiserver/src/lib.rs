@@ -20,6 +20,7 @@
 //! Must not depend on: a particular datastore backend (it sees only the
 //! `Store` trait), the agent, or anything that needs a node.
 
+pub mod allocator;
 pub mod auth;
 pub mod cache;
 pub mod discovery;
@@ -57,6 +58,8 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// How many recent events the watch cache keeps.
     pub watch_cache_capacity: usize,
+    /// Where Service ClusterIPs and NodePorts come from.
+    pub service_networks: allocator::ServiceNetworks,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             advertise_address: "127.0.0.1:6443".to_string(),
             bookmark_interval: Duration::from_secs(60),
             watch_cache_capacity: 4096,
+            service_networks: allocator::ServiceNetworks::default(),
         }
     }
 }
@@ -98,11 +102,13 @@ impl ApiServer {
         let cache = cache::WatchCache::start(store.clone(), config.watch_cache_capacity)
             .await
             .map_err(StartError::Cache)?;
-        let registry = registry::Registry::new(store, cache, clock);
+        let registry =
+            registry::Registry::new(store, cache, clock, config.service_networks.clone());
         namespaces::bootstrap(&registry)
             .await
             .map_err(|e| StartError::Bootstrap(e.message))?;
         tokio::spawn(namespaces::run(registry.clone(), Duration::from_secs(1)));
+        tokio::spawn(allocator_repair(registry.clone()));
         Ok(Arc::new(ApiServer {
             config,
             registry,
@@ -123,6 +129,31 @@ impl ApiServer {
             "compiler": "rustc",
             "platform": format!("linux/{}", go_arch()),
         })
+    }
+}
+
+/// Releases Service addresses no Service uses any more, every 10 s.
+async fn allocator_repair(registry: registry::Registry) {
+    let info = kedge_resources::catalog::find("", "v1", "services");
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let Some(info) = info else { return };
+        let services = match registry
+            .list(info, None, &registry::ListOpts::default())
+            .await
+        {
+            Ok(s) => s.items,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "service address repair: cannot list Services");
+                continue;
+            }
+        };
+        match registry.services().repair(&services).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "released unused service addresses"),
+            Err(e) => tracing::warn!(error = %e, "service address repair failed"),
+        }
     }
 }
 

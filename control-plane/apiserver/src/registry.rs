@@ -18,6 +18,7 @@ use kedge_resources::catalog::{ResourceInfo, Subresource};
 use kedge_resources::{convert, defaults, typed, validate};
 use serde_json::{Value, json};
 
+use crate::allocator::{ServiceAllocator, ServiceNetworks};
 use crate::cache::{self, WatchCache};
 use crate::object;
 use crate::status::{ApiError, ApiResult};
@@ -106,6 +107,12 @@ pub struct Registry {
     store: Arc<dyn Store>,
     cache: Arc<WatchCache>,
     clock: Arc<dyn Clock>,
+    services: Arc<ServiceAllocator>,
+}
+
+/// Whether writes of this resource get Service addresses.
+fn allocates_addresses(info: &ResourceInfo, sub: Option<Subresource>) -> bool {
+    info.group.is_empty() && info.kind == "Service" && sub.is_none()
 }
 
 pub fn key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
@@ -185,12 +192,28 @@ fn same_object(a: &Value, b: &Value) -> bool {
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>, cache: Arc<WatchCache>, clock: Arc<dyn Clock>) -> Registry {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<WatchCache>,
+        clock: Arc<dyn Clock>,
+        networks: ServiceNetworks,
+    ) -> Registry {
+        let services = Arc::new(ServiceAllocator::new(
+            store.clone(),
+            clock.clone(),
+            networks,
+        ));
         Registry {
             store,
             cache,
             clock,
+            services,
         }
+    }
+
+    /// The Service address allocator.
+    pub fn services(&self) -> &Arc<ServiceAllocator> {
+        &self.services
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -514,15 +537,28 @@ impl Registry {
                 warnings,
             });
         }
-        let kv = self
-            .store
-            .create(
-                &key(info, ns.as_deref(), &name),
-                encode(info, &obj)?,
-                write_options(info),
-            )
-            .await
-            .map_err(|e| ApiError::from_store(info, &name, e))?;
+        let reserved = if allocates_addresses(info, None) {
+            Some(self.services.allocate(&mut obj, None).await?)
+        } else {
+            None
+        };
+        let created = match encode(info, &obj) {
+            Ok(bytes) => self
+                .store
+                .create(&key(info, ns.as_deref(), &name), bytes, write_options(info))
+                .await
+                .map_err(|e| ApiError::from_store(info, &name, e)),
+            Err(e) => Err(e),
+        };
+        let kv = match created {
+            Ok(kv) => kv,
+            Err(e) => {
+                if let Some(reserved) = reserved {
+                    self.services.release(reserved).await;
+                }
+                return Err(e);
+            }
+        };
         object::set_resource_version(&mut obj, kv.mod_revision);
         Ok(Written {
             object: obj,
@@ -637,14 +673,24 @@ impl Registry {
         for _ in 0..MAX_RETRIES {
             let mut old = from_kv(info, &current)?;
             object::set_type_meta(&mut old, info);
-            let (obj, warnings, precondition) = next(&old)?;
+            let (mut obj, warnings, precondition) = next(&old)?;
             if precondition.is_some_and(|rv| rv != current.mod_revision) {
                 return Err(ApiError::modified(info, name));
             }
-            match self
+            let reserved = if allocates_addresses(info, sub) && !opts.dry_run {
+                Some(self.services.allocate(&mut obj, Some(&old)).await?)
+            } else {
+                None
+            };
+            let attempt = self
                 .write_update(info, ns, name, sub, &old, &current, obj, opts)
-                .await?
+                .await;
+            if !matches!(attempt, Ok(Attempt::Done(_)))
+                && let Some(reserved) = reserved
             {
+                self.services.release(reserved).await;
+            }
+            match attempt? {
                 Attempt::Done(mut written) => {
                     written.warnings = warnings;
                     return Ok(written);

@@ -152,6 +152,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         ..kedge_controllers::Config::default()
     };
     controller_config.validate()?;
+    let service_networks = kedge_apiserver::allocator::ServiceNetworks::parse(
+        &args.service_cidr,
+        &args.service_node_port_range,
+    )
+    .map_err(anyhow::Error::msg)?;
     let sans = args
         .tls_san
         .iter()
@@ -223,6 +228,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let advertise_address = SocketAddr::new(advertise, port).to_string();
     let config = kedge_apiserver::Config {
         advertise_address: advertise_address.clone(),
+        service_networks,
         ..Default::default()
     };
     let api = kedge_apiserver::ApiServer::start(
