@@ -261,6 +261,11 @@ pub(crate) fn transport_config(
         }
     })?;
     transport.max_idle_timeout(Some(idle));
+    // The same stream limit and per-stream window as the TCP mux, so memory budgets from
+    // the hardware profile hold on both transports.
+    transport.max_concurrent_bidi_streams(config.mux_max_streams.into());
+    transport.max_concurrent_uni_streams(0u8.into());
+    transport.stream_receive_window(config.mux_stream_window.into());
     Ok(transport)
 }
 

@@ -47,14 +47,7 @@ async fn udp_blocked_by_nftables_then_unblocked() {
     expect_line(&mut server_out, "KEDGE READY").await;
 
     // Block UDP to the tunnel port on the agent's side.
-    net.nft(
-        &net.client_ns,
-        &format!(
-            "add table inet kedge_test\n\
-         add chain inet kedge_test out {{ type filter hook output priority 0; }}\n\
-         add rule inet kedge_test out udp dport {PORT} drop\n"
-        ),
-    );
+    net.nft(&net.client_ns, &block_udp());
 
     let mut client = net.spawn(&net.client_ns, "client", dir.path(), &server_addr);
     let mut client_out = lines(&mut client);
@@ -67,6 +60,13 @@ async fn udp_blocked_by_nftables_then_unblocked() {
     expect_line(&mut client_out, "KEDGE CONNECTED quic").await;
     expect_line(&mut server_out, "KEDGE ACCEPTED quic system:node:edge-ns").await;
     expect_line(&mut client_out, "KEDGE ECHO ok").await;
+
+    // UDP is blocked again under a live QUIC connection: the agent notices the silence
+    // (idle timeout), and its next round falls back to TCP.
+    net.nft(&net.client_ns, &block_udp());
+    expect_line(&mut client_out, "KEDGE CONNECTED tcp").await;
+    expect_line(&mut server_out, "KEDGE ACCEPTED tcp system:node:edge-ns").await;
+    expect_line(&mut client_out, "KEDGE ECHO ok").await;
     expect_line(&mut client_out, "KEDGE DONE").await;
     let status = tokio::time::timeout(Duration::from_secs(10), client.wait())
         .await
@@ -74,6 +74,15 @@ async fn udp_blocked_by_nftables_then_unblocked() {
         .unwrap();
     assert!(status.success(), "client exited with {status}");
     let _ = server.kill().await;
+}
+
+/// An nftables script that drops the agent's UDP to the tunnel port.
+fn block_udp() -> String {
+    format!(
+        "add table inet kedge_test\n\
+         add chain inet kedge_test out {{ type filter hook output priority 0; }}\n\
+         add rule inet kedge_test out udp dport {PORT} drop\n"
+    )
 }
 
 fn require_prerequisites() {
@@ -321,7 +330,17 @@ async fn client_role() {
             say("KEDGE ECHO ok");
         }
     };
-    for transport in [Transport::Tcp, Transport::Quic] {
+    for transport in [Transport::Tcp, Transport::Quic, Transport::Tcp] {
+        if transport == Transport::Tcp && client.counters().switches_to_quic == 1 {
+            // The QUIC connection must be lost first (idle timeout under blocked UDP).
+            let mut state = client.state();
+            let lost = tokio::time::timeout(
+                Duration::from_secs(20),
+                state.wait_for(|s| !matches!(s, State::Connected { .. })),
+            )
+            .await;
+            assert!(matches!(lost, Ok(Ok(_))), "quic connection never timed out");
+        }
         let mut state = client.state();
         let reached = tokio::time::timeout(
             Duration::from_secs(20),
@@ -341,5 +360,7 @@ async fn client_role() {
     let counters = client.counters();
     assert!(counters.fallbacks >= 1, "{counters:?}");
     assert_eq!(counters.switches_to_quic, 1, "{counters:?}");
+    assert_eq!(counters.failures.idle, 1, "{counters:?}");
+    assert_eq!(counters.reconnects, 1, "{counters:?}");
     say("KEDGE DONE");
 }
