@@ -146,15 +146,7 @@ spec:
 async fn places_pods_and_explains_what_does_not_fit() {
     let cluster = Cluster::sqlite();
     let client = client(&cluster).await;
-    let in_process = if server_schedules(&cluster, &client).await {
-        None
-    } else {
-        let client = client.clone();
-        Some(tokio::spawn(kedge_scheduler::run(
-            client,
-            kedge_scheduler::Config::default(),
-        )))
-    };
+    let in_process = scheduler_for(&cluster, &client).await;
 
     add_node(
         &client,
@@ -263,6 +255,140 @@ async fn places_pods_and_explains_what_does_not_fit() {
             "jsonpath={.spec.nodeName}",
         ]);
         assert_eq!(node.trim(), "", "a pod for another scheduler was bound");
+    });
+    if let Some(task) = in_process {
+        assert!(
+            !task.is_finished(),
+            "the in-process scheduler stopped: {:?}",
+            task.await
+        );
+        task.abort();
+    }
+}
+
+/// Starts the scheduler in-process unless the server runs its own.
+async fn scheduler_for(
+    cluster: &Cluster,
+    client: &kube::Client,
+) -> Option<tokio::task::JoinHandle<Result<(), kedge_scheduler::Error>>> {
+    if server_schedules(cluster, client).await {
+        None
+    } else {
+        Some(tokio::spawn(kedge_scheduler::run(
+            client.clone(),
+            kedge_scheduler::Config::default(),
+        )))
+    }
+}
+
+const SPREAD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: sched}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule,
+         labelSelector: {matchLabels: {app: web}}}
+      containers: [{name: app, image: busybox, resources: {requests: {cpu: 100m}}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ingress, namespace: sched}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: ingress}}
+  template:
+    metadata: {labels: {app: ingress}}
+    spec:
+      containers: [{name: app, image: busybox, ports: [{containerPort: 80, hostPort: 8080}]}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spreads_workloads_and_keeps_host_ports_apart() {
+    let cluster = Cluster::sqlite();
+    let client = client(&cluster).await;
+    let in_process = scheduler_for(&cluster, &client).await;
+    for (name, zone) in [("z1", "zone-1"), ("z2", "zone-2"), ("z3", "zone-3")] {
+        add_node(
+            &client,
+            json!({"metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone}}}),
+            "8Gi",
+        )
+        .await;
+    }
+    let c = &cluster;
+    tokio::task::block_in_place(|| {
+        c.ok(&["create", "namespace", "sched"]);
+        c.ok_stdin(&["apply", "-f", "-"], SPREAD);
+        // Six replicas over three zones with maxSkew 1: two in each.
+        let placed = wait_for(
+            c,
+            &[
+                "get",
+                "pods",
+                "-n",
+                "sched",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}",
+            ],
+            "six web pods bound",
+            |t| t.lines().filter(|l| !l.trim().is_empty()).count() == 6,
+        );
+        for node in ["z1", "z2", "z3"] {
+            assert_eq!(
+                placed.lines().filter(|l| l.trim() == node).count(),
+                2,
+                "web pods per node:\n{placed}"
+            );
+        }
+        // Four replicas wanting host port 8080 on three nodes: one per
+        // node, and the fourth explains why it waits.
+        let placed = wait_for(
+            c,
+            &[
+                "get",
+                "pods",
+                "-n",
+                "sched",
+                "-l",
+                "app=ingress",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+            ],
+            "three ingress pods bound",
+            |t| {
+                t.lines()
+                    .filter(|l| l.split_whitespace().count() == 2)
+                    .count()
+                    == 3
+            },
+        );
+        let nodes: std::collections::BTreeSet<&str> = placed
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert_eq!(nodes.len(), 3, "two ingress pods share a node:\n{placed}");
+        let waiting = placed
+            .lines()
+            .find(|l| l.split_whitespace().count() == 1)
+            .expect("a fourth ingress pod")
+            .trim()
+            .to_string();
+        let want = "0/3 nodes are available: 3 node(s) didn't have free ports for the requested pod ports.";
+        let describe = wait_for(
+            c,
+            &["describe", "pod", &waiting, "-n", "sched"],
+            "the port conflict in describe",
+            |t| t.contains(want),
+        );
+        assert!(describe.contains("FailedScheduling"), "{describe}");
     });
     if let Some(task) = in_process {
         assert!(
