@@ -84,8 +84,24 @@ where
         );
     }
     if options.run_scheduler {
-        // The scheduler joins here once its loop lands.
-        let _ = &options;
+        let client = client_as(pki, &options.api_url, "system:kube-scheduler").await?;
+        let lease = LeaderConfig::new("kube-scheduler", &identity);
+        let stop = stopped();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        tasks.spawn(async move {
+            let work = || {
+                let client = client.clone();
+                async move {
+                    kedge_scheduler::run(client, kedge_scheduler::Config::default())
+                        .await
+                        .map_err(|e| kedge_controllers::Error::Invalid(format!("scheduler: {e}")))
+                }
+            };
+            if let Err(e) = run_elected(client.clone(), lease, clock, work, stop).await {
+                error!(error = %e, "the scheduler stopped");
+            }
+        });
+        info!("scheduler started; it runs while this server holds the kube-scheduler lease");
     }
     Ok(tasks)
 }
