@@ -375,9 +375,16 @@ impl Driver {
                 let err = loop {
                     match watched.accept_bi().await {
                         Ok(pair) => {
-                            if incoming_tx.send(pair).await.is_err() {
-                                // Nobody takes streams any more; wait for the end.
-                                break watched.closed().await;
+                            // A full backlog (the agent is not accepting) must not hide
+                            // the connection's end.
+                            tokio::select! {
+                                sent = incoming_tx.send(pair) => {
+                                    if sent.is_err() {
+                                        // Nobody takes streams any more; wait for the end.
+                                        break watched.closed().await;
+                                    }
+                                }
+                                err = watched.closed() => break err,
                             }
                         }
                         Err(err) => break watched.close_reason().unwrap_or(err),

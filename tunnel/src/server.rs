@@ -131,6 +131,18 @@ impl TunnelServer {
         self.tls.clone()
     }
 
+    /// Streams and payload bytes over all connections so far (the other fields, which
+    /// count the agent's dials, stay zero on the server).
+    pub fn counters(&self) -> crate::machine::Counters {
+        crate::machine::Counters {
+            streams_opened: IoCounters::get(&self.counters.streams_opened),
+            streams_accepted: IoCounters::get(&self.counters.streams_accepted),
+            bytes_sent: IoCounters::get(&self.counters.bytes_sent),
+            bytes_received: IoCounters::get(&self.counters.bytes_received),
+            ..Default::default()
+        }
+    }
+
     /// The next authenticated connection; `None` after shutdown.
     pub async fn accept(&self) -> Option<TunnelConnection> {
         let mut stop = self.stop.subscribe();

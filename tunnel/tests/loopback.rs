@@ -100,6 +100,10 @@ async fn quic_mutual_tls_and_streams_both_ways() {
     assert_eq!(counters.streams_accepted, 1);
     assert!(counters.bytes_sent >= 1_000_005, "{counters:?}");
     assert!(counters.bytes_received >= 1_000_005, "{counters:?}");
+    let served = server.counters();
+    assert_eq!((served.streams_opened, served.streams_accepted), (1, 1));
+    assert_eq!(served.bytes_received, counters.bytes_sent, "{served:?}");
+    assert_eq!(served.bytes_sent, counters.bytes_received, "{served:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
