@@ -127,10 +127,10 @@ pub fn plan(cj: &CronJob, jobs: &[&Job], now: jiff::Timestamp) -> Plan {
                     .and_then(|s| s.completion_time.as_ref())
                     .map(|t| t.0)
                     .or(at);
-                if let Some(at) = at {
-                    if st.last_successful_time.as_ref().is_none_or(|t| t.0 < at) {
-                        st.last_successful_time = Some(common::time(at));
-                    }
+                if let Some(at) = at
+                    && st.last_successful_time.as_ref().is_none_or(|t| t.0 < at)
+                {
+                    st.last_successful_time = Some(common::time(at));
                 }
                 succeeded.push((j, at));
             }
@@ -200,16 +200,15 @@ pub fn plan(cj: &CronJob, jobs: &[&Job], now: jiff::Timestamp) -> Plan {
         plan.status = st;
         return plan;
     }
-    if let Some(deadline) = spec.starting_deadline_seconds {
-        if scheduled
+    if let Some(deadline) = spec.starting_deadline_seconds
+        && scheduled
             .checked_add(jiff::SignedDuration::from_secs(deadline))
             .is_ok_and(|t| t < now)
-        {
-            // Too late for this one; wait for the next.
-            st.active = refs(&active);
-            plan.status = st;
-            return plan;
-        }
+    {
+        // Too late for this one; wait for the next.
+        st.active = refs(&active);
+        plan.status = st;
+        return plan;
     }
     match spec.concurrency_policy.as_deref() {
         Some("Forbid") if !active.is_empty() => {

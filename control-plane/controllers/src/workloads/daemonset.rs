@@ -74,10 +74,10 @@ pub fn with_default_tolerations(spec: &PodSpec) -> PodSpec {
 
 /// Whether `tol` tolerates `taint` (upstream's ToleratesTaint).
 pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = tol.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
+    if let Some(e) = tol.effect.as_deref().filter(|e| !e.is_empty())
+        && e != taint.effect
+    {
+        return false;
     }
     let key = tol.key.as_deref().unwrap_or("");
     if !key.is_empty() && key != taint.key {
@@ -137,10 +137,10 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
 /// `node`.
 pub fn node_selected(spec: &PodSpec, node: &Node) -> bool {
     let labels = node.labels();
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
+    if let Some(sel) = &spec.node_selector
+        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+    {
+        return false;
     }
     let required = spec
         .affinity

@@ -92,12 +92,12 @@ pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -
 pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     fn strip(t: &PodTemplateSpec) -> serde_json::Value {
         let mut t = t.clone();
-        if let Some(m) = t.metadata.as_mut() {
-            if let Some(l) = m.labels.as_mut() {
-                l.remove(HASH_LABEL);
-                if l.is_empty() {
-                    m.labels = None;
-                }
+        if let Some(m) = t.metadata.as_mut()
+            && let Some(l) = m.labels.as_mut()
+        {
+            l.remove(HASH_LABEL);
+            if l.is_empty() {
+                m.labels = None;
             }
         }
         serde_json::to_value(t).unwrap_or_default()
@@ -244,12 +244,11 @@ pub fn rollout(
         // one takes the replicas.
         let active: Vec<&&ReplicaSet> = all.iter().filter(|r| replicas(r) > 0).collect();
         let target = new.or_else(|| active.first().map(|r| **r));
-        if active.len() <= 1 {
-            if let Some(t) = target {
-                if replicas(t) != want {
-                    return Step::Scale(vec![(t.name_any(), replicas(t), want)]);
-                }
-            }
+        if active.len() <= 1
+            && let Some(t) = target
+            && replicas(t) != want
+        {
+            return Step::Scale(vec![(t.name_any(), replicas(t), want)]);
         }
         return Step::Wait;
     }
@@ -586,10 +585,10 @@ pub fn status(
             format!("ReplicaSet {rs_name:?} is progressing."),
             now,
         );
-        if let Some(cur) = &current {
-            if cur.status == "True" {
-                c.last_transition_time = cur.last_transition_time.clone();
-            }
+        if let Some(cur) = &current
+            && cur.status == "True"
+        {
+            c.last_transition_time = cur.last_transition_time.clone();
         }
         let conds = s.conditions.get_or_insert_with(Vec::new);
         conds.retain(|x| x.type_ != "Progressing");
@@ -786,24 +785,25 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     // A ReplicaSet that became new again (rollout undo) takes the next
     // revision.
     let paused = spec.paused == Some(true);
-    if let Some(n) = new.as_mut() {
-        if !paused && revision(n) <= max_old_revision {
-            let mut annotations: BTreeMap<String, String> = d
-                .annotations()
-                .iter()
-                .filter(|(k, _)| !SKIP_COPY.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            annotations.insert(REVISION.into(), (max_old_revision + 1).to_string());
-            let patch = serde_json::json!({"metadata": {"annotations": annotations}});
-            *n = rs_api
-                .patch(
-                    &n.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
-        }
+    if let Some(n) = new.as_mut()
+        && !paused
+        && revision(n) <= max_old_revision
+    {
+        let mut annotations: BTreeMap<String, String> = d
+            .annotations()
+            .iter()
+            .filter(|(k, _)| !SKIP_COPY.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        annotations.insert(REVISION.into(), (max_old_revision + 1).to_string());
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+        *n = rs_api
+            .patch(
+                &n.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
     }
 
     let old_pods_running = if is_rolling(&d) {

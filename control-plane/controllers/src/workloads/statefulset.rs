@@ -221,11 +221,11 @@ pub fn plan(
             if o < start + partition {
                 break;
             }
-            if let Some(p) = by_ord.get(&o) {
-                if revision_of(p) != update {
-                    plan.delete.push(p.name_any());
-                    return plan;
-                }
+            if let Some(p) = by_ord.get(&o)
+                && revision_of(p) != update
+            {
+                plan.delete.push(p.name_any());
+                return plan;
             }
         }
     }
