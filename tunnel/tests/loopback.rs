@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -197,10 +197,16 @@ async fn reconnects_after_a_server_restart() {
     assert!(counters.failures.closed >= 1, "{counters:?}");
 }
 
-/// A TCP relay that can flip one byte of what the server sends, after the handshake.
+/// What the relay does to the next chunk the server sends.
+const PASS: u8 = 0;
+const FLIP_A_BYTE: u8 = 1;
+const CUT_MID_RECORD: u8 = 2;
+
+/// A TCP relay that can flip one byte of what the server sends, or cut the connection in
+/// the middle of a record, after the handshake.
 async fn tampering_relay(
     upstream: std::net::SocketAddr,
-    tamper: Arc<AtomicBool>,
+    tamper: Arc<AtomicU8>,
 ) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -224,8 +230,13 @@ async fn tampering_relay(
                             Ok(0) | Err(_) => return,
                             Ok(n) => n,
                         };
-                        if tamper.swap(false, Ordering::SeqCst) {
-                            buf[n / 2] ^= 0x5a;
+                        match tamper.swap(PASS, Ordering::SeqCst) {
+                            FLIP_A_BYTE => buf[n / 2] ^= 0x5a,
+                            CUT_MID_RECORD => {
+                                let _ = down_w.write_all(&buf[..n / 2]).await;
+                                return;
+                            }
+                            _ => {}
                         }
                         if down_w.write_all(&buf[..n]).await.is_err() {
                             return;
@@ -242,31 +253,49 @@ async fn tampering_relay(
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_tcp_frame_is_an_error_and_the_client_reconnects() {
+/// Damages the server → client byte stream once the client is up over TCP, and checks
+/// that the client reports `reason`, reconnects on its own and works again.
+async fn damage_and_recover(damage: u8, expect: kedge_tunnel::FailureReason) {
     let pki = pki();
     let server = server(&pki, None, Some(localhost())).await;
-    let tamper = Arc::new(AtomicBool::new(false));
+    let tamper = Arc::new(AtomicU8::new(PASS));
     let relay = tampering_relay(server.tcp_addr().unwrap(), tamper.clone()).await;
     let mut config = fast_config();
     config.quic_connect_timeout = Duration::from_millis(200);
     let client = client(client_tls(&pki, &pki, "edge-5"), relay, relay, config);
     wait_connected(&client, Transport::Tcp, WITHIN).await;
     let conn = accept_conn(&server).await;
+    let before = client.counters().failures;
 
-    // Flip a byte in the next server → client record, then make the server send one.
-    tamper.store(true, Ordering::SeqCst);
+    // Damage the next server → client chunk, then make the server send one.
+    tamper.store(damage, Ordering::SeqCst);
     let (mut send, _recv) = conn.open_bi().await.unwrap();
-    let _ = send.write_all(b"this record gets tampered with").await;
+    let _ = send.write_all(&[7u8; 4096]).await;
     wait_disconnected(&client, WITHIN).await;
     let counters = client.counters();
-    assert_eq!(counters.failures.protocol, 1, "{counters:?}");
+    assert_eq!(
+        counters.failures.get(expect),
+        before.get(expect) + 1,
+        "{counters:?}"
+    );
 
     // The client comes back on its own over a clean connection.
     wait_connected(&client, Transport::Tcp, WITHIN).await;
     let conn = accept_conn(&server).await;
     exercise_streams(&client, &conn).await;
     assert_eq!(client.counters().reconnects, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_tcp_frame_is_an_error_and_the_client_reconnects() {
+    // TLS rejects the modified record (bad MAC): a protocol failure, never a panic.
+    damage_and_recover(FLIP_A_BYTE, kedge_tunnel::FailureReason::Protocol).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_tcp_stream_is_an_error_and_the_client_reconnects() {
+    // The connection ends inside a TLS record, without close_notify.
+    damage_and_recover(CUT_MID_RECORD, kedge_tunnel::FailureReason::Closed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
