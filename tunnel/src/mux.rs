@@ -310,7 +310,8 @@ struct Inner {
 #[derive(Debug)]
 struct Shared {
     inner: Mutex<Inner>,
-    out: mpsc::UnboundedSender<Frame>,
+    /// Frames for the writer; the flag marks control frames counted in `control_queued`.
+    out: mpsc::UnboundedSender<(Frame, bool)>,
     config: MuxConfig,
     role: Role,
     control_queued: AtomicUsize,
@@ -328,7 +329,7 @@ impl Shared {
 
     fn send(&self, frame: Frame) {
         // Fails only when the writer is gone, and then the connection has failed anyway.
-        let _ = self.out.send(frame);
+        let _ = self.out.send((frame, false));
     }
 
     fn is_local(&self, stream: u32) -> bool {
@@ -482,7 +483,11 @@ impl MuxConnection {
 }
 
 /// Runs the connection: reads and dispatches frames, writes queued frames, keeps alive.
-async fn drive<T>(io: T, shared: Arc<Shared>, out_rx: mpsc::UnboundedReceiver<Frame>) -> MuxError
+async fn drive<T>(
+    io: T,
+    shared: Arc<Shared>,
+    out_rx: mpsc::UnboundedReceiver<(Frame, bool)>,
+) -> MuxError
 where
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -534,22 +539,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     shared: &Shared,
-    mut out_rx: mpsc::UnboundedReceiver<Frame>,
+    mut out_rx: mpsc::UnboundedReceiver<(Frame, bool)>,
 ) -> Result<(), MuxError> {
     let mut buf = BytesMut::with_capacity(WRITE_BATCH);
     let io = |e: io::Error| MuxError::from_io(&e);
-    while let Some(frame) = out_rx.recv().await {
+    while let Some(item) = out_rx.recv().await {
         let mut goaway = false;
-        let mut next = Some(frame);
-        while let Some(frame) = next.take() {
+        let mut next = Some(item);
+        while let Some((frame, counted)) = next.take() {
+            if counted {
+                shared.control_queued.fetch_sub(1, Ordering::Relaxed);
+            }
             match &frame {
-                Frame::Pong { .. } => {
-                    shared.pong_queued.store(false, Ordering::Relaxed);
-                    shared.control_queued.fetch_sub(1, Ordering::Relaxed);
-                }
-                Frame::Reset { .. } => {
-                    shared.control_queued.fetch_sub(1, Ordering::Relaxed);
-                }
+                Frame::Pong { .. } => shared.pong_queued.store(false, Ordering::Relaxed),
                 Frame::GoAway { .. } => goaway = true,
                 _ => {}
             }
@@ -591,7 +593,7 @@ fn queue_control(shared: &Shared, frame: Frame) -> Result<(), MuxError> {
     if shared.control_queued.fetch_add(1, Ordering::Relaxed) >= CONTROL_QUEUE_LIMIT {
         return Err(protocol("peer floods control frames without reading"));
     }
-    shared.send(frame);
+    let _ = shared.out.send((frame, true));
     Ok(())
 }
 
@@ -1219,6 +1221,22 @@ mod tests {
         assert_eq!(err, MuxError::IdleTimeout(Duration::from_secs(15)));
         let waited = started.elapsed();
         assert!(waited >= Duration::from_secs(15) && waited < Duration::from_secs(18));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_resets_do_not_count_as_peer_floods() {
+        let (client, server) = pair();
+        // Streams dropped before the peer finished them are reset from our side, many
+        // times; the connection must stay up through the keepalives that follow.
+        for _ in 0..20 {
+            let (send, recv) = client.open_bi().unwrap();
+            let (s_send, s_recv) = server.accept_bi().await.unwrap();
+            drop((send, recv, s_send, s_recv));
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(client.close_reason(), None);
+        assert_eq!(server.close_reason(), None);
+        assert_eq!(server.shared.control_queued.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]
