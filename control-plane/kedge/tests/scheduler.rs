@@ -272,8 +272,10 @@ async fn scheduler_for(
     client: &kube::Client,
 ) -> Option<tokio::task::JoinHandle<Result<(), kedge_scheduler::Error>>> {
     if server_schedules(cluster, client).await {
+        eprintln!("the server runs its own scheduler");
         None
     } else {
+        eprintln!("the server runs no scheduler; running kedge_scheduler::run in the test");
         Some(tokio::spawn(kedge_scheduler::run(
             client.clone(),
             kedge_scheduler::Config::default(),
