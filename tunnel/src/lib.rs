@@ -11,6 +11,17 @@
 //!   with the peer's certificate; [`TunnelClient`] dials, falls back, reconnects, and
 //!   exposes its state and counters.
 //!
+//! Notes for callers:
+//! - The server hands each connection's verified peer certificate (DER) to the caller
+//!   ([`TunnelConnection::peer_certificate`]); mapping it to a node is the caller's job.
+//! - TCP 6443 is shared with the Kubernetes API in `kedge server`: either give the tunnel
+//!   its own TCP port, or let the API listener offer [`ALPN`] and pass such connections to
+//!   [`TunnelServer::adopt_tls`] (see the `server` module).
+//! - On QUIC a new stream reaches the peer's `accept_bi` with its first bytes; openers
+//!   write first (the mux announces streams at once, so this holds on both transports).
+//! - Keepalive, idle timeout, stream limit and stream window come from [`TunnelConfig`]
+//!   (the hardware profile) and apply to quinn's transport config and to the mux alike.
+//!
 //! Architecture invariant: this crate knows nothing of Kubernetes. It must not depend on
 //! the apiserver, the datastore, `kedge-pki` (except in tests) or any Kubernetes type crate;
 //! identities are certificates (DER) that the caller interprets.
