@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
@@ -25,8 +26,9 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::watcher;
 use tracing::Instrument;
 
@@ -450,10 +452,18 @@ pub fn daemon_pod(ds: &DaemonSet, node: &str, hash: &str) -> Pod {
 
 // --- the loop ---------------------------------------------------------------
 
-async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Shared>) -> Result<Action, Error> {
+async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<DsContext>) -> Result<Action, Error> {
     let (ns, name) = common::ns_name(ds.as_ref());
     let span = tracing::debug_span!("reconcile", kind = "DaemonSet", ns = %ns, name = %name);
-    reconcile_inner(name, ctx, ns).instrument(span).await
+    // Until the Node cache has its first full list, every pod would look
+    // like it sits on a missing node.
+    if ctx.nodes.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let nodes: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
+    reconcile_inner(name, ctx.shared.clone(), ns, nodes)
+        .instrument(span)
+        .await
 }
 
 /// Finds or makes the current ControllerRevision of a DaemonSet or
@@ -552,10 +562,14 @@ pub async fn cleanup_revisions(
     Ok(())
 }
 
-async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<Action, Error> {
+async fn reconcile_inner(
+    name: String,
+    ctx: Arc<Shared>,
+    ns: String,
+    nodes: Vec<Node>,
+) -> Result<Action, Error> {
     let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let nodes_api: Api<Node> = Api::all(ctx.client.clone());
     let Some(ds) = api.get_opt(&name).await? else {
         return Ok(Action::await_change());
     };
@@ -585,7 +599,6 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
         common::write_status(&api, &updated).await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
     };
-    let nodes = nodes_api.list(&ListParams::default()).await?.items;
     let node_refs: Vec<&Node> = nodes.iter().collect();
     let pod_refs: Vec<&Pod> = pods.iter().collect();
     let plan = plan(&ds, &node_refs, &pod_refs, &hash, ctx.now());
@@ -647,31 +660,50 @@ async fn reconcile_inner(name: String, ctx: Arc<Shared>, ns: String) -> Result<A
     }))
 }
 
+/// What a DaemonSet reconcile is given: the shared state and a watched
+/// copy of the Nodes (Nodes are written by kubelets, never by this
+/// controller, so a cache that lags a little is as good as a LIST, and far
+/// cheaper with thousands of nodes).
+pub struct DsContext {
+    shared: Arc<Shared>,
+    nodes: Store<Node>,
+}
+
+impl std::fmt::Debug for DsContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DsContext").finish_non_exhaustive()
+    }
+}
+
+fn ds_error_policy(ds: Arc<DaemonSet>, err: &Error, ctx: Arc<DsContext>) -> Action {
+    common::error_policy(ds, err, ctx.shared.clone())
+}
+
 /// The DaemonSet controller's loop.
 pub fn run(ctx: &Context) -> ControllerFuture {
     let shared = Shared::new(ctx, "daemonset-controller");
     let client = ctx.client.clone();
     Box::pin(async move {
-        let controller = Controller::new(
+        let (nodes, writer) = reflector::store::<Node>();
+        // Every change to a Node reconciles every DaemonSet (debounced).
+        let node_events = reflector(
+            writer,
+            watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        )
+        .touched_objects()
+        .filter_map(|r| futures::future::ready(r.ok().map(|_| ())));
+        let stream = Controller::new(
             Api::<DaemonSet>::all(client.clone()),
             watcher::Config::default(),
         )
-        .with_config(Config::default().debounce(Duration::from_millis(500)));
-        let store = controller.store();
-        let stream = controller
-            .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .watches(
-                Api::<Node>::all(client),
-                watcher::Config::default(),
-                move |_node: Node| {
-                    store
-                        .state()
-                        .iter()
-                        .map(|ds| ObjectRef::from_obj(ds.as_ref()))
-                        .collect::<Vec<_>>()
-                },
-            )
-            .run(reconcile, common::error_policy, shared);
+        .with_config(Config::default().debounce(Duration::from_millis(500)))
+        .owns(Api::<Pod>::all(client), watcher::Config::default())
+        .reconcile_all_on(node_events)
+        .run(
+            reconcile,
+            ds_error_policy,
+            Arc::new(DsContext { shared, nodes }),
+        );
         common::drive(stream).await
     })
 }
