@@ -159,6 +159,9 @@ struct Shared {
     config: SimConfig,
     nodes: Vec<SimNode>,
     state: Mutex<HashMap<String, NodeState>>,
+    /// Nodes back from silence, whose pods' statuses are written again.
+    resync: Mutex<Vec<String>>,
+    resync_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -202,6 +205,8 @@ impl Simulator {
             config,
             nodes,
             state: Mutex::new(state),
+            resync: Mutex::new(Vec::new()),
+            resync_wake: tokio::sync::Notify::new(),
         });
         futures::stream::iter(shared.nodes.iter())
             .map(|n| register(&shared, n))
@@ -222,12 +227,16 @@ impl Simulator {
         }
     }
 
-    /// The node renews its Lease again and posts its status at once.
+    /// The node renews its Lease again, posts its status at once, and
+    /// writes its pods' statuses again (the control plane may have marked
+    /// them not Ready meanwhile).
     pub fn resume(&self, node: &str) {
         if let Some(s) = self.shared.state.lock().unwrap().get_mut(node) {
             s.silent = false;
             s.post_status = true;
         }
+        self.shared.resync.lock().unwrap().push(node.to_string());
+        self.shared.resync_wake.notify_one();
     }
 
     /// The names of the simulated nodes.
@@ -415,26 +424,72 @@ async fn run_pods(shared: Arc<Shared>) {
     // Pods that have a status write in flight or done for this spec, by uid:
     // the value is what was written, so that repeated events are ignored.
     let written: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    // The latest of each pod bound to our nodes, by uid.
+    let mut known: HashMap<String, Pod> = HashMap::new();
     let stream = watcher(pods.clone(), watcher::Config::default()).default_backoff();
     tokio::pin!(stream);
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                debug!(error = %e, "node simulator: pod watch");
-                continue;
+    loop {
+        let batch: Vec<Pod> = tokio::select! {
+            event = stream.next() => {
+                let Some(event) = event else { break };
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        debug!(error = %e, "node simulator: pod watch");
+                        continue;
+                    }
+                };
+                match event {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        let on_ours = p
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_ref())
+                            .is_some_and(|n| ours.contains(n));
+                        if !on_ours {
+                            continue;
+                        }
+                        known.insert(p.metadata.uid.clone().unwrap_or_default(), p.clone());
+                        vec![p]
+                    }
+                    watcher::Event::Delete(p) => {
+                        known.remove(&p.metadata.uid.clone().unwrap_or_default());
+                        continue;
+                    }
+                    _ => continue,
+                }
+            }
+            _ = shared.resync_wake.notified() => {
+                let nodes: Vec<String> = std::mem::take(&mut *shared.resync.lock().unwrap());
+                let again: Vec<Pod> = known
+                    .values()
+                    .filter(|p| {
+                        p.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_ref())
+                            .is_some_and(|n| nodes.contains(n))
+                    })
+                    .cloned()
+                    .collect();
+                let mut w = written.lock().unwrap();
+                for p in &again {
+                    w.remove(p.metadata.uid.as_deref().unwrap_or_default());
+                }
+                again
             }
         };
-        let pod = match event {
-            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => p,
-            _ => continue,
-        };
-        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
-            continue;
-        };
-        if !ours.contains(&node) {
-            continue;
+        for pod in batch {
+            handle_pod(&shared, &written, pod);
         }
+    }
+}
+
+/// Acts on one pod bound to one of our nodes, as its kubelet would.
+fn handle_pod(shared: &Arc<Shared>, written: &Arc<Mutex<HashMap<String, String>>>, pod: Pod) {
+    {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            return;
+        };
         if shared
             .state
             .lock()
@@ -442,7 +497,7 @@ async fn run_pods(shared: Arc<Shared>) {
             .get(&node)
             .is_none_or(|s| s.silent)
         {
-            continue;
+            return;
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -450,7 +505,7 @@ async fn run_pods(shared: Arc<Shared>) {
         if pod.metadata.deletion_timestamp.is_some() {
             let key = format!("{uid}/deleted");
             if written.lock().unwrap().insert(key, String::new()).is_some() {
-                continue;
+                return;
             }
             let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
             tokio::spawn(async move {
@@ -467,7 +522,7 @@ async fn run_pods(shared: Arc<Shared>) {
                     debug!(pod = %name, error = %e, "node simulator: final delete");
                 }
             });
-            continue;
+            return;
         }
         let phase = pod
             .status
@@ -475,7 +530,7 @@ async fn run_pods(shared: Arc<Shared>) {
             .and_then(|s| s.phase.clone())
             .unwrap_or_default();
         if phase == "Succeeded" || phase == "Failed" {
-            continue;
+            return;
         }
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();
         let ready = annotations.get(READY_ANNOTATION).map(String::as_str) != Some("false");
@@ -484,7 +539,7 @@ async fn run_pods(shared: Arc<Shared>) {
             .and_then(|c| c.parse::<i32>().ok());
         let want = format!("{ready}/{exit:?}");
         if written.lock().unwrap().get(&uid) == Some(&want) {
-            continue;
+            return;
         }
         written.lock().unwrap().insert(uid.clone(), want);
         let run_for = annotations

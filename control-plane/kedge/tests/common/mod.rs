@@ -125,11 +125,19 @@ impl Cluster {
     /// A server on `endpoint` and `port` (`0`: a free one, new on every
     /// start), keeping its state in `data_dir`.
     pub fn start_on(data_dir: &Path, endpoint: &str, port: u16) -> Cluster {
+        Cluster::start_with_args(data_dir, endpoint, port, &[])
+    }
+
+    /// [`Cluster::start_on`] with more flags for `kedge server`. (They are
+    /// not kept for [`Cluster::restart`].)
+    pub fn start_with_args(data_dir: &Path, endpoint: &str, port: u16, extra: &[&str]) -> Cluster {
         assert!(
             Path::new(KUBECTL).exists(),
             "these tests drive the real kubectl, expected at {KUBECTL}; install kubectl v1.32 there"
         );
-        let (child, log) = start_until(kedge_on(data_dir, endpoint, port), "Kubernetes API ready");
+        let mut cmd = kedge_on(data_dir, endpoint, port);
+        cmd.args(extra);
+        let (child, log) = start_until(cmd, "Kubernetes API ready");
         let home = tempfile::tempdir().unwrap();
         let c = Cluster {
             child: Some(child),
@@ -236,6 +244,15 @@ impl Cluster {
     pub fn stop(&mut self) {
         if let Some(child) = self.child.take() {
             stop(child);
+        }
+    }
+
+    /// SIGKILL: the server gets no chance to clean up (release its leases,
+    /// say), as when a machine dies.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
