@@ -22,6 +22,7 @@ as_root() {
 #   build-essential     cc for rusqlite's bundled SQLite
 #   pkg-config, curl, ca-certificates, procps   small tools the scripts and tests call
 #   python3, python3-venv  the official Python client's tests (a virtualenv, filled from PyPI)
+#   iproute2, nftables  network namespaces, veth pairs and packet filters for the tunnel tests
 need_packages=()
 check() { # check <package> <probe...>
   local pkg=$1; shift
@@ -39,6 +40,8 @@ check procps command -v pkill
 check util-linux command -v setpriv
 check python3 test -x /usr/bin/python3
 check python3-venv /usr/bin/python3 -c 'import venv, ensurepip'
+check iproute2 command -v ip
+check nftables command -v nft
 
 if [ ${#need_packages[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "missing ${need_packages[*]} and no apt-get: install them by hand"

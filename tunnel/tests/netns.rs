@@ -2,9 +2,8 @@
 //! nftables: the agent comes up over TCP on its own, then returns to QUIC once UDP is let
 //! through again.
 //!
-//! Needs root, iproute2 and nftables, so it is ignored by default; run it with
-//! `cargo test -p kedge-tunnel --test netns -- --ignored`. Without them it fails, naming
-//! what is missing; it never skips.
+//! Needs root, iproute2 and nftables (CI runs as root, and `scripts/setup.sh` installs
+//! the packages). Without them it fails, naming what is missing; it never skips.
 //!
 //! The server and the agent run as child processes of this test (the same test binary,
 //! re-run under `ip netns exec` with a role in the environment), because a network
@@ -28,7 +27,6 @@ const SERVER: &str = "KEDGE_TUNNEL_NETNS_SERVER";
 const PORT: u16 = 6443;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs root, iproute2 and nftables: cargo test -p kedge-tunnel --test netns -- --ignored"]
 async fn udp_blocked_by_nftables_then_unblocked() {
     match std::env::var(ROLE).as_deref() {
         Ok("server") => return server_role().await,
@@ -177,7 +175,6 @@ impl Netns {
             .args([
                 "--exact",
                 TEST,
-                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
