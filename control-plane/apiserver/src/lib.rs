@@ -107,6 +107,13 @@ impl ApiServer {
         namespaces::bootstrap(&registry)
             .await
             .map_err(|e| StartError::Bootstrap(e.message))?;
+        namespaces::bootstrap_kubernetes_service(
+            &registry,
+            config.service_networks.kubernetes_ip(),
+            &config.advertise_address,
+        )
+        .await
+        .map_err(|e| StartError::Bootstrap(e.message))?;
         tokio::spawn(namespaces::run(registry.clone(), Duration::from_secs(1)));
         tokio::spawn(allocator_repair(registry.clone()));
         Ok(Arc::new(ApiServer {

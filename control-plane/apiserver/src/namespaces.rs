@@ -19,6 +19,99 @@ use crate::status::{ApiError, ApiResult};
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The `default/kubernetes` Service, at the first address of the service
+/// network, and its Endpoints, which list this server (`host:port`, an IP
+/// host). Other servers add themselves; nothing is removed. A loopback
+/// address cannot be an endpoint (upstream's validation refuses it), so a
+/// server advertising one publishes the Service alone.
+pub async fn bootstrap_kubernetes_service(
+    registry: &Registry,
+    cluster_ip: std::net::Ipv4Addr,
+    advertise: &str,
+) -> ApiResult<()> {
+    let (Some(svc_info), Some(ep_info)) = (
+        catalog::find("", "v1", "services"),
+        catalog::find("", "v1", "endpoints"),
+    ) else {
+        return Err(ApiError::internal(
+            "services or endpoints missing from the catalogue",
+        ));
+    };
+    let (host, port) = advertise
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            ApiError::internal(format!("advertise address {advertise:?} is not host:port"))
+        })?;
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": cluster_ip.to_string(),
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+    });
+    match registry
+        .create(svc_info, Some("default"), service, &WriteOpts::default())
+        .await
+    {
+        Ok(_) => tracing::info!(cluster_ip = %cluster_ip, "created the kubernetes Service"),
+        Err(e) if e.reason == "AlreadyExists" => {}
+        Err(e) => return Err(e),
+    }
+    let routable = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    if !routable {
+        tracing::info!(advertise = %advertise, "not publishing kubernetes Endpoints for a loopback address; set --advertise-address to the server's IP");
+        return Ok(());
+    }
+    let address = json!({"ip": host});
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [address], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    match registry
+        .create(ep_info, Some("default"), endpoints, &WriteOpts::default())
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => {}
+        Err(e) => return Err(e),
+    }
+    let mut current = registry
+        .get(ep_info, Some("default"), "kubernetes", None)
+        .await?;
+    let listed = current
+        .pointer("/subsets/0/addresses")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x["ip"] == host));
+    if listed {
+        return Ok(());
+    }
+    match current
+        .pointer_mut("/subsets/0/addresses")
+        .and_then(Value::as_array_mut)
+    {
+        Some(addresses) => addresses.push(address),
+        None => {
+            current["subsets"] = json!([{"addresses": [address], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}])
+        }
+    }
+    registry
+        .update(
+            ep_info,
+            Some("default"),
+            "kubernetes",
+            None,
+            current,
+            &WriteOpts::default(),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Creates the system namespaces that are missing.
 pub async fn bootstrap(registry: &Registry) -> ApiResult<()> {
     let info = registry::namespaces_info();
