@@ -64,7 +64,11 @@ fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
-async fn start_kubelets(cluster: &Cluster, client: &kube::Client, nodes: &[(&str, Value)]) -> Kubelets {
+async fn start_kubelets(
+    cluster: &Cluster,
+    client: &kube::Client,
+    nodes: &[(&str, Value)],
+) -> Kubelets {
     let mut tasks = Vec::new();
     if !server_schedules(cluster) {
         let client = client.clone();
@@ -74,8 +78,12 @@ async fn start_kubelets(cluster: &Cluster, client: &kube::Client, nodes: &[(&str
     }
     let node_api: Api<Node> = Api::all(client.clone());
     for (name, labels) in nodes {
-        let node: Node = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-        node_api.create(&PostParams::default(), &node).await.unwrap();
+        let node: Node =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+        node_api
+            .create(&PostParams::default(), &node)
+            .await
+            .unwrap();
         let resources = json!({"cpu": "4", "memory": "8Gi", "pods": "110"});
         let status = json!({"status": {
             "capacity": resources, "allocatable": resources,
@@ -95,7 +103,7 @@ async fn start_kubelets(cluster: &Cluster, client: &kube::Client, nodes: &[(&str
         let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
         let mut tick = 0u64;
         loop {
-            if tick % 10 == 0 {
+            if tick.is_multiple_of(10) {
                 for n in &names {
                     let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                         "metadata": {"name": n, "namespace": "kube-node-lease"},
@@ -130,11 +138,17 @@ async fn kubelet_step(pods: &Api<Pod>, nodes: &BTreeSet<String>, p: &Pod) {
     let name = p.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(pods.clone().into_client(), &ns);
     if p.metadata.deletion_timestamp.is_some() {
-        let _ = api.delete(&name, &DeleteParams::default().grace_period(0)).await;
+        let _ = api
+            .delete(&name, &DeleteParams::default().grace_period(0))
+            .await;
         return;
     }
     let annotations = p.metadata.annotations.clone().unwrap_or_default();
-    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let phase = p
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
         return;
     }
@@ -149,23 +163,25 @@ async fn kubelet_step(pods: &Api<Pod>, nodes: &BTreeSet<String>, p: &Pod) {
         .as_ref()
         .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
         .unwrap_or_default();
-    if let Some(code) = annotations.get("sim.kedge.io/exit-code") {
-        if phase == "Running" {
-            let code: i32 = code.parse().unwrap_or(1);
-            let statuses: Vec<Value> = containers
+    if let Some(code) = annotations.get("sim.kedge.io/exit-code")
+        && phase == "Running"
+    {
+        let code: i32 = code.parse().unwrap_or(1);
+        let statuses: Vec<Value> = containers
                 .iter()
                 .map(|c| json!({"name": c, "image": "sim", "imageID": "", "ready": false, "restartCount": 0,
                     "state": {"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"},
                     "startedAt": now(), "finishedAt": now()}}}))
                 .collect();
-            let status = json!({"status": {
-                "phase": if code == 0 { "Succeeded" } else { "Failed" },
-                "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()}],
-                "containerStatuses": statuses,
-            }});
-            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await;
-            return;
-        }
+        let status = json!({"status": {
+            "phase": if code == 0 { "Succeeded" } else { "Failed" },
+            "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()}],
+            "containerStatuses": statuses,
+        }});
+        let _ = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+            .await;
+        return;
     }
     if phase == "Running" && is_ready == want_ready {
         return;
@@ -173,8 +189,10 @@ async fn kubelet_step(pods: &Api<Pod>, nodes: &BTreeSet<String>, p: &Pod) {
     let ready = if want_ready { "True" } else { "False" };
     let statuses: Vec<Value> = containers
         .iter()
-        .map(|c| json!({"name": c, "image": "sim", "imageID": "", "ready": want_ready, "restartCount": 0,
-            "started": true, "state": {"running": {"startedAt": now()}}}))
+        .map(|c| {
+            json!({"name": c, "image": "sim", "imageID": "", "ready": want_ready, "restartCount": 0,
+            "started": true, "state": {"running": {"startedAt": now()}}})
+        })
         .collect();
     let status = json!({"status": {
         "phase": "Running",
@@ -188,7 +206,9 @@ async fn kubelet_step(pods: &Api<Pod>, nodes: &BTreeSet<String>, p: &Pod) {
         ],
         "containerStatuses": statuses,
     }});
-    let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await;
+    let _ = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+        .await;
 }
 
 /// Whether kedge-controllers runs a garbage collector (a controller whose
@@ -246,7 +266,12 @@ spec:
 async fn deployment_rolls_out_updates_undoes_and_deletes() {
     let cluster = Cluster::sqlite();
     let client = client(&cluster).await;
-    let _kubelets = start_kubelets(&cluster, &client, &[("edge-a", json!({})), ("edge-b", json!({}))]).await;
+    let _kubelets = start_kubelets(
+        &cluster,
+        &client,
+        &[("edge-a", json!({})), ("edge-b", json!({}))],
+    )
+    .await;
     let gc = gc_runs(&client);
     let c = &cluster;
     tokio::task::block_in_place(|| {
@@ -269,40 +294,114 @@ async fn deployment_rolls_out_updates_undoes_and_deletes() {
         assert_eq!(pods.lines().count(), 3, "{pods}");
         for line in pods.lines() {
             let f: Vec<&str> = line.split(' ').collect();
-            assert!(f[0].starts_with(&format!("{rs1}-")) && f[0].len() == rs1.len() + 6, "{line}");
+            assert!(
+                f[0].starts_with(&format!("{rs1}-")) && f[0].len() == rs1.len() + 6,
+                "{line}"
+            );
             assert_eq!(&f[1..], [rs1.as_str(), "true", "true", "Running"], "{line}");
         }
         let status = c.ok(&["get", "deployment", "web", "-o", "jsonpath={.status.replicas} {.status.updatedReplicas} {.status.readyReplicas} {.status.availableReplicas} {.metadata.annotations.deployment\\.kubernetes\\.io/revision}"]);
         assert_eq!(status, "3 3 3 3 1");
-        let conds = c.ok(&["get", "deployment", "web", "-o", "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}"]);
-        assert!(conds.contains("Available=True/MinimumReplicasAvailable"), "{conds}");
-        assert!(conds.contains("Progressing=True/NewReplicaSetAvailable"), "{conds}");
-        let events = wait_for(c, &["get", "events", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"], "events", |e| e.contains("ScalingReplicaSet"));
-        assert!(events.contains(&format!("Scaled up replica set {rs1} from 0 to 3")), "{events}");
-        assert!(events.contains("SuccessfulCreate: Created pod: web-"), "{events}");
+        let conds = c.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}",
+        ]);
+        assert!(
+            conds.contains("Available=True/MinimumReplicasAvailable"),
+            "{conds}"
+        );
+        assert!(
+            conds.contains("Progressing=True/NewReplicaSetAvailable"),
+            "{conds}"
+        );
+        let events = wait_for(
+            c,
+            &[
+                "get",
+                "events",
+                "-o",
+                "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+            ],
+            "events",
+            |e| e.contains("ScalingReplicaSet"),
+        );
+        assert!(
+            events.contains(&format!("Scaled up replica set {rs1} from 0 to 3")),
+            "{events}"
+        );
+        assert!(
+            events.contains("SuccessfulCreate: Created pod: web-"),
+            "{events}"
+        );
 
         // A rolling update to a new image.
         c.ok(&["set", "image", "deployment/web", "app=busybox:2"]);
         let out = c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
         assert!(out.contains("successfully rolled out"), "{out}");
-        let images = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}"]);
-        wait_for(c, &["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"], "only new pods", |s| lines(s) == ["busybox:2"; 3]);
+        let images = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+        ]);
+        wait_for(
+            c,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image} {end}",
+            ],
+            "only new pods",
+            |s| lines(s) == ["busybox:2"; 3],
+        );
         let _ = images;
         let rs = c.ok(&["get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.replicas}/{.metadata.annotations.deployment\\.kubernetes\\.io/revision} {end}"]);
         assert_eq!(lines(&rs).len(), 2, "{rs}");
         assert!(rs.contains(&format!("{rs1}=0/1")), "{rs}");
-        assert_eq!(c.ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"]), "2");
+        assert_eq!(
+            c.ok(&[
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+            ]),
+            "2"
+        );
 
         // Undo goes back to busybox:1 through the first ReplicaSet, now
         // revision 3.
         c.ok(&["rollout", "undo", "deployment/web"]);
         let out = c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
         assert!(out.contains("successfully rolled out"), "{out}");
-        wait_for(c, &["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"], "pods back on busybox:1", |s| lines(s) == ["busybox:1"; 3]);
+        wait_for(
+            c,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image} {end}",
+            ],
+            "pods back on busybox:1",
+            |s| lines(s) == ["busybox:1"; 3],
+        );
         let rs = c.ok(&["get", "rs", rs1.as_str(), "-o", "jsonpath={.spec.replicas}/{.metadata.annotations.deployment\\.kubernetes\\.io/revision}"]);
         assert_eq!(rs, "3/3");
         let history = c.ok(&["rollout", "history", "deployment/web"]);
-        assert!(history.contains('2') && history.contains('3') && !history.contains("\n1 "), "{history}");
+        assert!(
+            history.contains('2') && history.contains('3') && !history.contains("\n1 "),
+            "{history}"
+        );
 
         // Pause: a template change makes no new ReplicaSet until resume.
         c.ok(&["rollout", "pause", "deployment/web"]);
@@ -313,14 +412,36 @@ async fn deployment_rolls_out_updates_undoes_and_deletes() {
         c.ok(&["rollout", "resume", "deployment/web"]);
         let out = c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
         assert!(out.contains("successfully rolled out"), "{out}");
-        wait_for(c, &["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"], "pods on busybox:3", |s| lines(s) == ["busybox:3"; 3]);
+        wait_for(
+            c,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image} {end}",
+            ],
+            "pods on busybox:3",
+            |s| lines(s) == ["busybox:3"; 3],
+        );
 
         // Scale.
         c.ok(&["scale", "deployment/web", "--replicas=5"]);
         c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
-        wait_for(c, &["get", "pods", "-l", "app=web", "-o", "name"], "five pods", |s| s.lines().count() == 5);
+        wait_for(
+            c,
+            &["get", "pods", "-l", "app=web", "-o", "name"],
+            "five pods",
+            |s| s.lines().count() == 5,
+        );
         c.ok(&["scale", "deployment/web", "--replicas=2"]);
-        wait_for(c, &["get", "pods", "-l", "app=web", "-o", "name"], "two pods", |s| s.lines().count() == 2);
+        wait_for(
+            c,
+            &["get", "pods", "-l", "app=web", "-o", "name"],
+            "two pods",
+            |s| s.lines().count() == 2,
+        );
 
         // Deleting the Deployment removes its ReplicaSets and pods: the
         // garbage collector follows the ownerReferences. Without one in
@@ -328,13 +449,23 @@ async fn deployment_rolls_out_updates_undoes_and_deletes() {
         // would follow is what is checked.
         let chain = c.ok(&["get", "rs,pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.kind}:{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].blockOwnerDeletion} {end}"]);
         for item in lines(&chain) {
-            assert!(item == "ReplicaSet:Deployment/true" || item == "Pod:ReplicaSet/true", "{chain}");
+            assert!(
+                item == "ReplicaSet:Deployment/true" || item == "Pod:ReplicaSet/true",
+                "{chain}"
+            );
         }
         c.ok(&["delete", "deployment", "web"]);
         if gc {
-            wait_for(c, &["get", "rs,pods", "-l", "app=web", "-o", "name"], "ReplicaSets and pods gone", |s| s.trim().is_empty());
+            wait_for(
+                c,
+                &["get", "rs,pods", "-l", "app=web", "-o", "name"],
+                "ReplicaSets and pods gone",
+                |s| s.trim().is_empty(),
+            );
         } else {
-            eprintln!("no garbage collector in kedge-controllers yet: checked the ownership chain only");
+            eprintln!(
+                "no garbage collector in kedge-controllers yet: checked the ownership chain only"
+            );
         }
     });
 }
@@ -375,7 +506,21 @@ async fn progress_deadline_and_recreate() {
         c.ok_stdin(&["apply", "-f", "-"], STUCK);
         // Pods that never become Ready: the rollout times out, and kubectl
         // says so.
-        wait_for(c, &["get", "deployment", "stuck", "-o", "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}"], "ProgressDeadlineExceeded", |s| s.contains("Progressing=False/ProgressDeadlineExceeded") && s.contains("Available=False/MinimumReplicasUnavailable"));
+        wait_for(
+            c,
+            &[
+                "get",
+                "deployment",
+                "stuck",
+                "-o",
+                "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}",
+            ],
+            "ProgressDeadlineExceeded",
+            |s| {
+                s.contains("Progressing=False/ProgressDeadlineExceeded")
+                    && s.contains("Available=False/MinimumReplicasUnavailable")
+            },
+        );
         let err = c.fails(&["rollout", "status", "deployment/stuck", "--timeout=20s"]);
         assert!(err.contains("exceeded its progress deadline"), "{err}");
 
@@ -385,9 +530,32 @@ async fn progress_deadline_and_recreate() {
         c.ok(&["set", "image", "deployment/recreate", "app=busybox:2"]);
         let out = c.ok(&["rollout", "status", "deployment/recreate", "--timeout=60s"]);
         assert!(out.contains("successfully rolled out"), "{out}");
-        wait_for(c, &["get", "pods", "-l", "app=recreate", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"], "new pods", |s| lines(s) == ["busybox:2"; 2]);
-        let events = c.ok(&["get", "events", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"]);
-        assert!(events.lines().any(|l| l.starts_with("Scaled down replica set recreate-") && l.ends_with("from 2 to 0")), "{events}");
+        wait_for(
+            c,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=recreate",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image} {end}",
+            ],
+            "new pods",
+            |s| lines(s) == ["busybox:2"; 2],
+        );
+        let events = c.ok(&[
+            "get",
+            "events",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ]);
+        assert!(
+            events
+                .lines()
+                .any(|l| l.starts_with("Scaled down replica set recreate-")
+                    && l.ends_with("from 2 to 0")),
+            "{events}"
+        );
     });
 }
 
@@ -418,22 +586,85 @@ async fn replicaset_adopts_releases_and_replaces() {
     let c = &cluster;
     tokio::task::block_in_place(|| {
         c.ok_stdin(&["apply", "-f", "-"], REPLICASET);
-        wait_for(c, &["get", "rs", "rs", "-o", "jsonpath={.status.replicas} {.status.readyReplicas} {.status.availableReplicas} {.status.fullyLabeledReplicas} {.status.observedGeneration}"], "rs ready", |s| s == "3 3 3 3 1");
+        wait_for(
+            c,
+            &[
+                "get",
+                "rs",
+                "rs",
+                "-o",
+                "jsonpath={.status.replicas} {.status.readyReplicas} {.status.availableReplicas} {.status.fullyLabeledReplicas} {.status.observedGeneration}",
+            ],
+            "rs ready",
+            |s| s == "3 3 3 3 1",
+        );
         // The orphan was adopted, so only two pods were made.
-        assert_eq!(c.ok(&["get", "pod", "orphan", "-o", "jsonpath={.metadata.ownerReferences[0].name}"]), "rs");
-        assert_eq!(c.ok(&["get", "pods", "-l", "app=rs", "-o", "name"]).lines().count(), 3);
+        assert_eq!(
+            c.ok(&[
+                "get",
+                "pod",
+                "orphan",
+                "-o",
+                "jsonpath={.metadata.ownerReferences[0].name}"
+            ]),
+            "rs"
+        );
+        assert_eq!(
+            c.ok(&["get", "pods", "-l", "app=rs", "-o", "name"])
+                .lines()
+                .count(),
+            3
+        );
         // A pod relabelled out of the selector is released and replaced.
         c.ok(&["label", "pod", "orphan", "app=other", "--overwrite"]);
-        wait_for(c, &["get", "pod", "orphan", "-o", "jsonpath={.metadata.ownerReferences}"], "released", |s| s.trim().is_empty() || s.trim() == "[]");
-        wait_for(c, &["get", "pods", "-l", "app=rs", "-o", "name"], "replaced", |s| s.lines().count() == 3);
+        wait_for(
+            c,
+            &[
+                "get",
+                "pod",
+                "orphan",
+                "-o",
+                "jsonpath={.metadata.ownerReferences}",
+            ],
+            "released",
+            |s| s.trim().is_empty() || s.trim() == "[]",
+        );
+        wait_for(
+            c,
+            &["get", "pods", "-l", "app=rs", "-o", "name"],
+            "replaced",
+            |s| s.lines().count() == 3,
+        );
         // A deleted pod is replaced.
-        let name = c.ok(&["get", "pods", "-l", "app=rs", "-o", "jsonpath={.items[0].metadata.name}"]);
+        let name = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=rs",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ]);
         c.ok(&["delete", "pod", &name]);
-        wait_for(c, &["get", "rs", "rs", "-o", "jsonpath={.status.readyReplicas}"], "three again", |s| s == "3");
+        wait_for(
+            c,
+            &["get", "rs", "rs", "-o", "jsonpath={.status.readyReplicas}"],
+            "three again",
+            |s| s == "3",
+        );
         // Scale down.
         c.ok(&["scale", "rs/rs", "--replicas=1"]);
-        wait_for(c, &["get", "pods", "-l", "app=rs", "-o", "name"], "one left", |s| s.lines().count() == 1);
-        let events = c.ok(&["get", "events", "-o", "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}"]);
+        wait_for(
+            c,
+            &["get", "pods", "-l", "app=rs", "-o", "name"],
+            "one left",
+            |s| s.lines().count() == 1,
+        );
+        let events = c.ok(&[
+            "get",
+            "events",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+        ]);
         assert!(events.contains("SuccessfulDelete"), "{events}");
     });
 }
@@ -460,15 +691,36 @@ async fn daemonset_covers_matching_nodes_and_rolls() {
     let _kubelets = start_kubelets(
         &cluster,
         &client,
-        &[("pi-1", rpi.clone()), ("pi-2", rpi.clone()), ("pi-3", rpi), ("nuc-1", json!({"kedge.io/profile": "nuc"}))],
+        &[
+            ("pi-1", rpi.clone()),
+            ("pi-2", rpi.clone()),
+            ("pi-3", rpi),
+            ("nuc-1", json!({"kedge.io/profile": "nuc"})),
+        ],
     )
     .await;
     let c = &cluster;
     tokio::task::block_in_place(|| {
         c.ok_stdin(&["apply", "-f", "-"], DAEMONSET);
-        let out = c.ok(&["-n", "kube-system", "rollout", "status", "ds/agent", "--timeout=60s"]);
+        let out = c.ok(&[
+            "-n",
+            "kube-system",
+            "rollout",
+            "status",
+            "ds/agent",
+            "--timeout=60s",
+        ]);
         assert!(out.contains("successfully rolled out"), "{out}");
-        let nodes = c.ok(&["-n", "kube-system", "get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {end}"]);
+        let nodes = c.ok(&[
+            "-n",
+            "kube-system",
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName} {end}",
+        ]);
         let mut nodes = lines(&nodes);
         nodes.sort();
         assert_eq!(nodes, ["pi-1", "pi-2", "pi-3"]);
@@ -476,25 +728,106 @@ async fn daemonset_covers_matching_nodes_and_rolls() {
         assert_eq!(status, "3 3 3 3 3");
         // Pods are pinned by node affinity and tolerate the defaults.
         let pod = c.ok(&["-n", "kube-system", "get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[0].spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].key} {.items[0].spec.tolerations[*].key}"]);
-        assert!(pod.starts_with("metadata.name ") && pod.contains("node.kubernetes.io/unreachable"), "{pod}");
+        assert!(
+            pod.starts_with("metadata.name ") && pod.contains("node.kubernetes.io/unreachable"),
+            "{pod}"
+        );
 
         // A rolling update through a new ControllerRevision.
-        c.ok(&["-n", "kube-system", "set", "image", "ds/agent", "app=busybox:2"]);
-        let out = c.ok(&["-n", "kube-system", "rollout", "status", "ds/agent", "--timeout=60s"]);
+        c.ok(&[
+            "-n",
+            "kube-system",
+            "set",
+            "image",
+            "ds/agent",
+            "app=busybox:2",
+        ]);
+        let out = c.ok(&[
+            "-n",
+            "kube-system",
+            "rollout",
+            "status",
+            "ds/agent",
+            "--timeout=60s",
+        ]);
         assert!(out.contains("successfully rolled out"), "{out}");
-        wait_for(c, &["-n", "kube-system", "get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"], "new pods", |s| lines(s) == ["busybox:2"; 3]);
-        let revs = c.ok(&["-n", "kube-system", "get", "controllerrevisions", "-o", "jsonpath={range .items[*]}{.revision} {end}"]);
+        wait_for(
+            c,
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "pods",
+                "-l",
+                "app=agent",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image} {end}",
+            ],
+            "new pods",
+            |s| lines(s) == ["busybox:2"; 3],
+        );
+        let revs = c.ok(&[
+            "-n",
+            "kube-system",
+            "get",
+            "controllerrevisions",
+            "-o",
+            "jsonpath={range .items[*]}{.revision} {end}",
+        ]);
         let mut revs = lines(&revs);
         revs.sort();
         assert_eq!(revs, ["1", "2"]);
         // And back.
         c.ok(&["-n", "kube-system", "rollout", "undo", "ds/agent"]);
-        c.ok(&["-n", "kube-system", "rollout", "status", "ds/agent", "--timeout=60s"]);
-        wait_for(c, &["-n", "kube-system", "get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"], "old image back", |s| lines(s) == ["busybox:1"; 3]);
+        c.ok(&[
+            "-n",
+            "kube-system",
+            "rollout",
+            "status",
+            "ds/agent",
+            "--timeout=60s",
+        ]);
+        wait_for(
+            c,
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "pods",
+                "-l",
+                "app=agent",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image} {end}",
+            ],
+            "old image back",
+            |s| lines(s) == ["busybox:1"; 3],
+        );
 
         // A node that starts matching gets a pod.
-        c.ok(&["label", "node", "nuc-1", "kedge.io/profile=rpi-4-2gb", "--overwrite"]);
-        wait_for(c, &["-n", "kube-system", "get", "pods", "-l", "app=agent", "--field-selector", "spec.nodeName=nuc-1", "-o", "name"], "pod on the relabelled node", |s| s.lines().count() == 1);
+        c.ok(&[
+            "label",
+            "node",
+            "nuc-1",
+            "kedge.io/profile=rpi-4-2gb",
+            "--overwrite",
+        ]);
+        wait_for(
+            c,
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "pods",
+                "-l",
+                "app=agent",
+                "--field-selector",
+                "spec.nodeName=nuc-1",
+                "-o",
+                "name",
+            ],
+            "pod on the relabelled node",
+            |s| s.lines().count() == 1,
+        );
     });
 }
 
@@ -531,16 +864,39 @@ async fn jobs_complete_or_fail() {
     let c = &cluster;
     tokio::task::block_in_place(|| {
         c.ok_stdin(&["apply", "-f", "-"], JOB);
-        c.ok(&["wait", "--for=condition=complete", "job/pi", "--timeout=60s"]);
+        c.ok(&[
+            "wait",
+            "--for=condition=complete",
+            "job/pi",
+            "--timeout=60s",
+        ]);
         let status = c.ok(&["get", "job", "pi", "-o", "jsonpath={.status.succeeded} {.status.active} {.status.startTime} {.status.completionTime}"]);
         let f = lines(&status);
         assert_eq!(&f[..2], ["3", "0"], "{status}");
         assert_eq!(f.len(), 4, "{status}");
-        let pods = c.ok(&["get", "pods", "-l", "batch.kubernetes.io/job-name=pi", "-o", "name"]);
+        let pods = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name=pi",
+            "-o",
+            "name",
+        ]);
         assert_eq!(pods.lines().count(), 3, "{pods}");
 
-        c.ok(&["wait", "--for=condition=failed", "job/fails", "--timeout=60s"]);
-        let status = c.ok(&["get", "job", "fails", "-o", "jsonpath={.status.failed} {.status.conditions[?(@.type==\"Failed\")].reason}"]);
+        c.ok(&[
+            "wait",
+            "--for=condition=failed",
+            "job/fails",
+            "--timeout=60s",
+        ]);
+        let status = c.ok(&[
+            "get",
+            "job",
+            "fails",
+            "-o",
+            "jsonpath={.status.failed} {.status.conditions[?(@.type==\"Failed\")].reason}",
+        ]);
         assert_eq!(status, "2 BackoffLimitExceeded");
     });
 }
@@ -574,16 +930,33 @@ async fn statefulset_comes_up_in_order_and_rolls_back_down() {
         // Stable names and identity; each pod made only after the one
         // before it was Ready.
         let pods = c.ok(&["get", "pods", "-l", "app=db", "-o", "jsonpath={range .items[*]}{.metadata.name},{.spec.hostname},{.spec.subdomain},{.metadata.labels.statefulset\\.kubernetes\\.io/pod-name},{.metadata.labels.apps\\.kubernetes\\.io/pod-index},{.metadata.creationTimestamp},{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime} {end}"]);
-        let mut rows: Vec<Vec<String>> = lines(&pods).iter().map(|l| l.split(',').map(str::to_string).collect()).collect();
+        let mut rows: Vec<Vec<String>> = lines(&pods)
+            .iter()
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
         rows.sort();
         assert_eq!(rows.len(), 3, "{pods}");
         for (i, r) in rows.iter().enumerate() {
             let name = format!("db-{i}");
-            assert_eq!(r[..5], [name.clone(), name.clone(), "db".to_string(), name, i.to_string()], "{pods}");
+            assert_eq!(
+                r[..5],
+                [
+                    name.clone(),
+                    name.clone(),
+                    "db".to_string(),
+                    name,
+                    i.to_string()
+                ],
+                "{pods}"
+            );
             if i > 0 {
                 let prev_ready: k8s_openapi::jiff::Timestamp = rows[i - 1][6].parse().unwrap();
                 let created: k8s_openapi::jiff::Timestamp = r[5].parse().unwrap();
-                assert!(created >= prev_ready, "db-{i} made before db-{} was ready: {pods}", i - 1);
+                assert!(
+                    created >= prev_ready,
+                    "db-{i} made before db-{} was ready: {pods}",
+                    i - 1
+                );
             }
         }
         let status = c.ok(&["get", "sts", "db", "-o", "jsonpath={.status.replicas} {.status.readyReplicas} {.status.currentReplicas} {.status.updatedReplicas}"]);
@@ -593,18 +966,66 @@ async fn statefulset_comes_up_in_order_and_rolls_back_down() {
         c.ok(&["set", "image", "sts/db", "app=busybox:2"]);
         let out = c.ok(&["rollout", "status", "sts/db", "--timeout=90s"]);
         assert!(out.contains("roll out complete: 3 new pods"), "{out}");
-        wait_for(c, &["get", "pods", "-l", "app=db", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"], "new pods", |s| lines(s) == ["busybox:2"; 3]);
-        let events = c.ok(&["get", "events", "--sort-by=.lastTimestamp", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"]);
-        let deletes: Vec<&str> = events.lines().filter(|l| l.starts_with("delete Pod")).collect();
-        assert_eq!(deletes.first().copied(), Some("delete Pod db-2 in StatefulSet db successful"), "{events}");
-        wait_for(c, &["get", "sts", "db", "-o", "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.readyReplicas}"], "current revision is the update revision", |s| {
-            let f = lines(s);
-            f.len() == 3 && f[0] == f[1] && f[2] == "3"
-        });
+        wait_for(
+            c,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=db",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image} {end}",
+            ],
+            "new pods",
+            |s| lines(s) == ["busybox:2"; 3],
+        );
+        let events = c.ok(&[
+            "get",
+            "events",
+            "--sort-by=.lastTimestamp",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ]);
+        let deletes: Vec<&str> = events
+            .lines()
+            .filter(|l| l.starts_with("delete Pod"))
+            .collect();
+        assert_eq!(
+            deletes.first().copied(),
+            Some("delete Pod db-2 in StatefulSet db successful"),
+            "{events}"
+        );
+        wait_for(
+            c,
+            &[
+                "get",
+                "sts",
+                "db",
+                "-o",
+                "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.readyReplicas}",
+            ],
+            "current revision is the update revision",
+            |s| {
+                let f = lines(s);
+                f.len() == 3 && f[0] == f[1] && f[2] == "3"
+            },
+        );
 
         // Scale down from the highest ordinal.
         c.ok(&["scale", "sts/db", "--replicas=1"]);
-        wait_for(c, &["get", "pods", "-l", "app=db", "-o", "jsonpath={range .items[*]}{.metadata.name} {end}"], "db-0 left", |s| lines(s) == ["db-0"]);
+        wait_for(
+            c,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=db",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {end}",
+            ],
+            "db-0 left",
+            |s| lines(s) == ["db-0"],
+        );
     });
 }
 
@@ -644,9 +1065,29 @@ async fn cronjob_makes_jobs_on_schedule() {
         };
         let f: Vec<&str> = jobs.lines().next().unwrap().split(' ').collect();
         let scheduled: k8s_openapi::jiff::Timestamp = f[2].parse().unwrap();
-        assert_eq!(f[0], format!("tick-{}", scheduled.as_second() / 60), "{jobs}");
+        assert_eq!(
+            f[0],
+            format!("tick-{}", scheduled.as_second() / 60),
+            "{jobs}"
+        );
         assert_eq!(f[1], "CronJob");
-        c.ok(&["wait", "--for=condition=complete", &format!("job/{}", f[0]), "--timeout=60s"]);
-        wait_for(c, &["get", "cronjob", "tick", "-o", "jsonpath={.status.lastScheduleTime} {.status.lastSuccessfulTime}"], "last times", |s| lines(s).len() == 2);
+        c.ok(&[
+            "wait",
+            "--for=condition=complete",
+            &format!("job/{}", f[0]),
+            "--timeout=60s",
+        ]);
+        wait_for(
+            c,
+            &[
+                "get",
+                "cronjob",
+                "tick",
+                "-o",
+                "jsonpath={.status.lastScheduleTime} {.status.lastSuccessfulTime}",
+            ],
+            "last times",
+            |s| lines(s).len() == 2,
+        );
     });
 }
