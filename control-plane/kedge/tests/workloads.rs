@@ -1,23 +1,18 @@
 //! The workload controllers end to end: the real `kedge server` (which runs
 //! the controllers), the real kubectl v1.32, and simulated kubelets.
 //!
-//! The kubelets here are a small loop in this file: it registers Ready
-//! nodes, renews their Leases, marks pods bound to them Running and Ready
-//! (or finished, with the `sim.kedge.io/exit-code` annotation; or not
-//! Ready, with `sim.kedge.io/ready: "false"`) and finishes graceful pod
-//! deletions, through the API as a kubelet would. (`kedge-node-sim` does the
-//! same and more; it is not a dependency of this crate yet.) The scheduler
-//! is the server's own once it logs "scheduler started"; before that the
-//! test runs `kedge_scheduler::run` in-process on the same API.
+//! The kubelets are `kedge-node-sim`: it registers Ready nodes, renews
+//! their Leases, marks pods bound to them Running and Ready (or finished,
+//! with the `sim.kedge.io/exit-code` annotation; or not Ready, with
+//! `sim.kedge.io/ready: "false"`) and finishes graceful pod deletions,
+//! through the API as a kubelet would. The scheduler and the garbage
+//! collector are the server's own.
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kedge_node_sim::{SimConfig, SimNode, Simulator};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
@@ -33,195 +28,26 @@ async fn client(cluster: &Cluster) -> kube::Client {
     kube::Client::try_from(config).expect("a kube client")
 }
 
-/// Whether the server runs its own scheduler.
-fn server_schedules(cluster: &Cluster) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match cluster.log.recv_timeout(left) {
-            Ok(line) if line.contains("scheduler started") => return true,
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-    }
-    false
-}
-
-/// Simulated kubelets for `nodes` (name, labels), plus the in-process
-/// scheduler when the server has none. Dropping it stops them.
-struct Kubelets {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Kubelets {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
-}
-
+/// Simulated kubelets (`kedge-node-sim`) for `nodes` (name, labels).
+/// Dropping the simulator stops them.
 async fn start_kubelets(
-    cluster: &Cluster,
+    _cluster: &Cluster,
     client: &kube::Client,
     nodes: &[(&str, Value)],
-) -> Kubelets {
-    let mut tasks = Vec::new();
-    if !server_schedules(cluster) {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = kedge_scheduler::run(client, kedge_scheduler::Config::default()).await;
-        }));
-    }
-    let node_api: Api<Node> = Api::all(client.clone());
-    for (name, labels) in nodes {
-        let node: Node =
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-        node_api
-            .create(&PostParams::default(), &node)
-            .await
-            .unwrap();
-        let resources = json!({"cpu": "4", "memory": "8Gi", "pods": "110"});
-        let status = json!({"status": {
-            "capacity": resources, "allocatable": resources,
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "kubelet is posting ready status",
-                            "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
-        }});
-        node_api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-            .await
-            .unwrap();
-    }
-    let names: BTreeSet<String> = nodes.iter().map(|(n, _)| n.to_string()).collect();
-    let client = client.clone();
-    tasks.push(tokio::spawn(async move {
-        let pods: Api<Pod> = Api::all(client.clone());
-        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-        let mut tick = 0u64;
-        loop {
-            if tick.is_multiple_of(10) {
-                for n in &names {
-                    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                        "metadata": {"name": n, "namespace": "kube-node-lease"},
-                        "spec": {"holderIdentity": n, "leaseDurationSeconds": 40,
-                                 "renewTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}});
-                    let _ = leases
-                        .patch(n, &PatchParams::apply("sim").force(), &Patch::Apply(&lease))
-                        .await;
-                }
-            }
-            tick += 1;
-            if let Ok(list) = pods.list(&ListParams::default()).await {
-                for p in list.items {
-                    kubelet_step(&pods, &names, &p).await;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }));
-    Kubelets { tasks }
-}
-
-/// One kubelet pass over one pod.
-async fn kubelet_step(pods: &Api<Pod>, nodes: &BTreeSet<String>, p: &Pod) {
-    let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
-        return;
-    };
-    if !nodes.contains(&node) {
-        return;
-    }
-    let ns = p.metadata.namespace.clone().unwrap_or_default();
-    let name = p.metadata.name.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(pods.clone().into_client(), &ns);
-    if p.metadata.deletion_timestamp.is_some() {
-        let _ = api
-            .delete(&name, &DeleteParams::default().grace_period(0))
-            .await;
-        return;
-    }
-    let annotations = p.metadata.annotations.clone().unwrap_or_default();
-    let phase = p
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_default();
-    if phase == "Succeeded" || phase == "Failed" {
-        return;
-    }
-    let want_ready = annotations.get("sim.kedge.io/ready").map(String::as_str) != Some("false");
-    let is_ready = p
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let containers: Vec<String> = p
-        .spec
-        .as_ref()
-        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
-        .unwrap_or_default();
-    if let Some(code) = annotations.get("sim.kedge.io/exit-code")
-        && phase == "Running"
-    {
-        let code: i32 = code.parse().unwrap_or(1);
-        let statuses: Vec<Value> = containers
-                .iter()
-                .map(|c| json!({"name": c, "image": "sim", "imageID": "", "ready": false, "restartCount": 0,
-                    "state": {"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"},
-                    "startedAt": now(), "finishedAt": now()}}}))
-                .collect();
-        let status = json!({"status": {
-            "phase": if code == 0 { "Succeeded" } else { "Failed" },
-            "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()}],
-            "containerStatuses": statuses,
-        }});
-        let _ = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-            .await;
-        return;
-    }
-    if phase == "Running" && is_ready == want_ready {
-        return;
-    }
-    let ready = if want_ready { "True" } else { "False" };
-    let statuses: Vec<Value> = containers
+) -> Simulator {
+    let nodes = nodes
         .iter()
-        .map(|c| {
-            json!({"name": c, "image": "sim", "imageID": "", "ready": want_ready, "restartCount": 0,
-            "started": true, "state": {"running": {"startedAt": now()}}})
+        .map(|(name, labels)| {
+            let mut node = SimNode::new(name);
+            for (k, v) in labels.as_object().into_iter().flatten() {
+                node = node.label(k, v.as_str().unwrap_or_default());
+            }
+            node
         })
         .collect();
-    let status = json!({"status": {
-        "phase": "Running",
-        "podIP": "10.42.0.10",
-        "startTime": now(),
-        "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
-            {"type": "Initialized", "status": "True", "lastTransitionTime": now()},
-            {"type": "ContainersReady", "status": ready, "lastTransitionTime": now()},
-            {"type": "Ready", "status": ready, "lastTransitionTime": now()},
-        ],
-        "containerStatuses": statuses,
-    }});
-    let _ = api
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-        .await;
-}
-
-/// Whether kedge-controllers runs a garbage collector (a controller whose
-/// name says so).
-fn gc_runs(client: &kube::Client) -> bool {
-    let ctx = kedge_controllers::Context {
-        client: client.clone(),
-        clock: std::sync::Arc::new(kedge_controllers::SystemClock),
-        config: Default::default(),
-    };
-    kedge_controllers::controllers(&ctx)
-        .iter()
-        .any(|(name, _)| name.contains("garbage") || name.contains("gc") && !name.contains("podgc"))
+    Simulator::start(client.clone(), nodes, SimConfig::default())
+        .await
+        .expect("register the simulated nodes")
 }
 
 /// Polls kubectl until `f` accepts its output.
@@ -272,7 +98,6 @@ async fn deployment_rolls_out_updates_undoes_and_deletes() {
         &[("edge-a", json!({})), ("edge-b", json!({}))],
     )
     .await;
-    let gc = gc_runs(&client);
     let c = &cluster;
     tokio::task::block_in_place(|| {
         c.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
@@ -455,18 +280,13 @@ async fn deployment_rolls_out_updates_undoes_and_deletes() {
             );
         }
         c.ok(&["delete", "deployment", "web"]);
-        if gc {
-            wait_for(
-                c,
-                &["get", "rs,pods", "-l", "app=web", "-o", "name"],
-                "ReplicaSets and pods gone",
-                |s| s.trim().is_empty(),
-            );
-        } else {
-            eprintln!(
-                "no garbage collector in kedge-controllers yet: checked the ownership chain only"
-            );
-        }
+        // The garbage collector removes the ReplicaSets, then their pods.
+        wait_for(
+            c,
+            &["get", "rs,pods", "-l", "app=web", "-o", "name"],
+            "ReplicaSets and pods gone",
+            |s| s.trim().is_empty(),
+        );
     });
 }
 
