@@ -172,12 +172,7 @@ impl Netns {
         Command::new("ip")
             .args(["netns", "exec", ns])
             .arg(exe)
-            .args([
-                "--exact",
-                TEST,
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
             .env(DIR, dir)
             .env(SERVER, server)
