@@ -50,13 +50,26 @@ pub async fn bootstrap_kubernetes_service(
         "spec": {"clusterIP": cluster_ip.to_string(),
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
     });
-    match registry
-        .create(svc_info, Some("default"), service, &WriteOpts::default())
+    // Look first: on a restart the Service exists and holds its address,
+    // which a create would report as an address already allocated.
+    let exists = match registry
+        .get(svc_info, Some("default"), "kubernetes", None)
         .await
     {
-        Ok(_) => tracing::info!(cluster_ip = %cluster_ip, "created the kubernetes Service"),
-        Err(e) if e.reason == "AlreadyExists" => {}
+        Ok(_) => true,
+        Err(e) if e.code == 404 => false,
         Err(e) => return Err(e),
+    };
+    if !exists {
+        match registry
+            .create(svc_info, Some("default"), service, &WriteOpts::default())
+            .await
+        {
+            Ok(_) => tracing::info!(cluster_ip = %cluster_ip, "created the kubernetes Service"),
+            // Another server got there first.
+            Err(e) if e.reason == "AlreadyExists" || e.code == 422 => {}
+            Err(e) => return Err(e),
+        }
     }
     let routable = host
         .parse::<std::net::IpAddr>()
