@@ -297,7 +297,8 @@ async fn configmaps_through_the_typed_api() {
 
 #[tokio::test]
 async fn deployments_generation_scale_and_status() {
-    let cluster = Cluster::sqlite();
+    // The test writes the status itself; the Deployment controller would too.
+    let cluster = Cluster::sqlite_without_controllers();
     within("deployment CRUD", async {
         let deploys: Api<Deployment> = Api::namespaced(client(&cluster).await, "default");
         let pp = PostParams::default();

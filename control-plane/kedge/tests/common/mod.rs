@@ -108,6 +108,16 @@ impl Cluster {
         c
     }
 
+    /// A server on embedded SQLite without its controllers, for tests of
+    /// the API's own semantics that a controller would write across
+    /// (a Deployment's status, the garbage collector's finalizers).
+    pub fn sqlite_without_controllers() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster::start_with_args(dir.path(), "", 0, &["--disable-controller-manager"]);
+        c._dir = Some(dir);
+        c
+    }
+
     /// A server on embedded SQLite in a fresh directory, on a port chosen
     /// up front so that [`Cluster::restart`] keeps the same URL.
     pub fn sqlite_on_fixed_port() -> Cluster {
