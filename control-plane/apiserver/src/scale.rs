@@ -132,6 +132,34 @@ pub async fn update(
     Err(ApiError::modified(info, name))
 }
 
+/// Sets the pod's PodScheduled condition to True, keeping its transition
+/// time when it already was.
+fn set_pod_scheduled(pod: &mut Value, now: &str) {
+    let Some(obj) = pod.as_object_mut() else {
+        return;
+    };
+    let status = obj.entry("status").or_insert_with(|| json!({}));
+    if !status.is_object() {
+        *status = json!({});
+    }
+    let conditions = status
+        .as_object_mut()
+        .map(|s| s.entry("conditions").or_insert_with(|| json!([])))
+        .filter(|c| c.is_array());
+    let Some(Value::Array(conditions)) = conditions else {
+        return;
+    };
+    let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+    match conditions
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))
+    {
+        Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => {}
+        Some(c) => *c = scheduled,
+        None => conditions.push(scheduled),
+    }
+}
+
 /// POST of `pods/<name>/binding`: assigns the pod to a node, once.
 pub async fn bind(
     registry: &Registry,
@@ -173,6 +201,9 @@ pub async fn bind(
             ));
         }
         pod["spec"]["nodeName"] = json!(node);
+        // As upstream's assignPod: the PodScheduled condition becomes True
+        // (replacing the scheduler's Unschedulable one).
+        set_pod_scheduled(&mut pod, &object::timestamp(registry.now()));
         let written =
             crate::registry::Registry::update_spec_unchecked(registry, info, ns, name, pod, opts)
                 .await;
@@ -187,4 +218,26 @@ pub async fn bind(
         }
     }
     Err(ApiError::modified(info, name))
+}
+
+#[cfg(test)]
+mod binding_tests {
+    use super::*;
+
+    #[test]
+    fn binding_marks_the_pod_scheduled_once() {
+        let mut pod = json!({"spec": {}, "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastTransitionTime": "t0"}
+        ]}});
+        set_pod_scheduled(&mut pod, "t1");
+        assert_eq!(
+            pod["status"]["conditions"],
+            json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": "t1"}])
+        );
+        set_pod_scheduled(&mut pod, "t2");
+        assert_eq!(pod["status"]["conditions"][0]["lastTransitionTime"], "t1");
+        let mut bare = json!({"spec": {}});
+        set_pod_scheduled(&mut bare, "t3");
+        assert_eq!(bare["status"]["conditions"][0]["status"], "True");
+    }
 }

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kedge_node_sim::{READY_ANNOTATION, SimConfig, SimNode, Simulator};
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
 use common::Cluster;
@@ -28,11 +27,7 @@ use common::Cluster;
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn client(cluster: &Cluster) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("read the kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a kube config from the kubeconfig");
-    kube::Client::try_from(config).expect("a kube client")
+    cluster.client().await
 }
 
 /// Polls `kubectl get -o json` until `check` accepts the object.

@@ -20,10 +20,9 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Config, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 /// How long any single test may take before it fails.
@@ -32,12 +31,8 @@ const TEST_DEADLINE: Duration = Duration::from_secs(180);
 const CONVERGE: Duration = Duration::from_secs(30);
 
 /// A client from the kubeconfig `kedge server` wrote, as a user makes one.
-async fn client(cluster: &Cluster) -> Client {
-    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("read the kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a kube config from the kubeconfig");
-    Client::try_from(config).expect("a kube client")
+async fn client(cluster: &Cluster) -> kube::Client {
+    cluster.client().await
 }
 
 /// Runs a test body with a deadline, so that a hang is a failure.

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
 use common::Cluster;
@@ -23,11 +22,7 @@ use common::Cluster;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn client(cluster: &Cluster) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("read the kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a kube config from the kubeconfig");
-    kube::Client::try_from(config).expect("a kube client")
+    cluster.client().await
 }
 
 /// Whether the server runs its own scheduler: within a few seconds it

@@ -13,7 +13,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use kedge_node_sim::{SimConfig, SimNode, Simulator};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
 use common::Cluster;
@@ -21,11 +20,7 @@ use common::Cluster;
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn client(cluster: &Cluster) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("read the kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a kube config from the kubeconfig");
-    kube::Client::try_from(config).expect("a kube client")
+    cluster.client().await
 }
 
 /// Simulated kubelets (`kedge-node-sim`) for `nodes` (name, labels).

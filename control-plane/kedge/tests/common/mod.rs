@@ -341,6 +341,17 @@ impl Cluster {
         (code, body.to_string())
     }
 
+    /// A kube-rs client with the admin kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read the kubeconfig");
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .expect("a kube config from the kubeconfig");
+        kube::Client::try_from(config).expect("a kube client")
+    }
+
     /// The server's URL, from the kubeconfig.
     pub fn server_url(&self) -> String {
         self.ok(&[
