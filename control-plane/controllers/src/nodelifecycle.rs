@@ -45,6 +45,7 @@ use tracing::{info, warn};
 
 use crate::cache::Cache;
 use crate::{Context, ControllerFuture, Error};
+pub use kedge_scheduler::selectors::tolerates;
 
 /// How often nodes are checked (upstream's --node-monitor-period).
 pub const MONITOR_PERIOD: Duration = Duration::from_secs(5);
@@ -214,30 +215,6 @@ pub fn desired_taints(node: &Node, now: jiff::Timestamp) -> Option<Vec<Taint>> {
 
 fn is_lifecycle_effect(effect: &str) -> bool {
     effect == "NoSchedule" || effect == "NoExecute"
-}
-
-/// Whether `toleration` tolerates `taint` (upstream's ToleratesTaint).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = toleration
-        .effect
-        .as_deref()
-        .is_none_or(|e| e.is_empty() || e == taint.effect);
-    if !effect_ok {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            // An empty key with Equal matches nothing but the empty key.
-            (!key.is_empty() || taint.key.is_empty())
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
 }
 
 /// When a pod on a tainted node is to be evicted, given the node's NoExecute

@@ -2,6 +2,7 @@
 //! default tolerations, rolling updates with maxUnavailable and maxSurge.
 
 use super::*;
+use k8s_openapi::api::core::v1::Taint;
 use serde_json::json;
 
 fn ds(strategy: serde_json::Value, node_selector: serde_json::Value) -> DaemonSet {
