@@ -67,22 +67,9 @@ async fn add_node(client: &kube::Client, node: Value, memory: &str) {
 }
 
 /// Polls kubectl until `f` accepts its output.
+#[track_caller]
 fn wait_for(cluster: &Cluster, args: &[&str], what: &str, f: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let out = cluster.kubectl(args);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() && f(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: kubectl {} still says:\n{text}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    cluster.wait_for(args, what, WAIT, f)
 }
 
 fn node_of(cluster: &Cluster, pod: &str) -> String {

@@ -48,21 +48,7 @@ async fn start_kubelets(
 /// Polls kubectl until `f` accepts its output.
 #[track_caller]
 fn wait_for(cluster: &Cluster, args: &[&str], what: &str, f: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let out = cluster.kubectl(args);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() && f(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: kubectl {} still says:\n{text}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    cluster.wait_for(args, what, WAIT, f)
 }
 
 fn lines(s: &str) -> Vec<String> {

@@ -341,6 +341,33 @@ impl Cluster {
         (code, body.to_string())
     }
 
+    /// Polls kubectl with `args` until it succeeds and `accept` takes its
+    /// output, for at most `within`; fails naming `what` and the last output.
+    #[track_caller]
+    pub fn wait_for(
+        &self,
+        args: &[&str],
+        what: &str,
+        within: Duration,
+        accept: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let out = self.kubectl(args);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && accept(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: kubectl {} still says:\n{text}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// A kube-rs client with the admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
         let kubeconfig =
