@@ -1,0 +1,27 @@
+//! kedge-nodelink: the server end of the link to edge agents.
+//!
+//! An agent dials `kedge server` over the tunnel (QUIC on UDP 6443, or TLS over TCP)
+//! and speaks the `kedge.link.v1` protocol (kedge-proto) on it. This crate is what
+//! answers:
+//!
+//! - [`tokens`]: join tokens, stored as upstream's bootstrap-token Secrets in
+//!   kube-system, with a TTL, and revocable by deleting them.
+//! - [`bootstrap`]: the `Bootstrap` service (CA download, join: token + node password +
+//!   CSR → node certificate) and certificate renewal.
+//! - [`nodepassword`]: K3s's node-password rule: a node name belongs to the first
+//!   machine that joined with it.
+//! - [`sync`]: the per-node desired state (its pods, the ConfigMaps and Secrets they use,
+//!   Services and EndpointSlices) as deltas keyed by revision, resumable after a
+//!   reconnect.
+//! - [`report`]: node status, pod statuses, events and lease renewals from an agent,
+//!   written through the registry after checking that they are the node's own.
+//!
+//! Architecture invariant: every call on a `Node` connection is scoped to the node named
+//! by the connection's verified client certificate; nothing an agent sends can name
+//! another node's objects.
+
+pub mod bootstrap;
+pub mod nodepassword;
+pub mod report;
+pub mod sync;
+pub mod tokens;

@@ -1,0 +1,17 @@
+//! kedge-agent: the device side of kedge.
+//!
+//! - [`bootstrap`]: join a control plane: parse the token, download the CA and check its
+//!   hash, generate a key and a CSR, trade them for a node certificate, keep it renewed.
+//! - [`store`]: the local SQLite store of the node's desired state and the last revision
+//!   acked to the server, so that a restart, online or offline, resumes from it.
+//! - [`sync`]: follows the server's `Node.Sync` stream into the store and acks.
+//! - [`report`]: batches node status, pod statuses, events and lease renewals for
+//!   `Node.Report`.
+//!
+//! Architecture invariant: the agent never listens on the network. Everything it says
+//! or hears crosses the tunnel it dialed.
+
+pub mod bootstrap;
+pub mod report;
+pub mod store;
+pub mod sync;
