@@ -22,3 +22,5 @@
 pub mod v1 {
     tonic::include_proto!("kedge.link.v1");
 }
+
+pub mod token;
