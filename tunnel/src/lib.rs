@@ -45,4 +45,4 @@ pub use error::{ConfigError, MuxError, TlsError, TunnelError};
 pub use machine::{Counters, FailureCounts, FailureReason, State, Transport};
 pub use server::{ServerOptions, TunnelServer};
 pub use stream::{RecvStream, SendStream};
-pub use tls::{ClientTls, ServerTls};
+pub use tls::{ClientAuth, ClientIdentity, ClientTls, ServerTls, ServerVerification};

@@ -25,7 +25,7 @@ use crate::error::TunnelError;
 use crate::machine::Transport;
 use crate::mux::{MuxConfig, MuxConnection, Role};
 use crate::stream::IoCounters;
-use crate::tls::ServerTls;
+use crate::tls::{ClientAuth, ServerTls};
 
 /// Connections handshaken but not yet taken with `accept`.
 const ACCEPT_BACKLOG: usize = 256;
@@ -52,6 +52,7 @@ pub struct TunnelServer {
     quic_addr: Option<SocketAddr>,
     tcp_addr: Option<SocketAddr>,
     tls: Arc<rustls::ServerConfig>,
+    client_auth: ClientAuth,
     mux: MuxConfig,
     handshake_timeout: Duration,
     incoming_tx: mpsc::Sender<TunnelConnection>,
@@ -72,6 +73,7 @@ impl TunnelServer {
             quic_addr: None,
             tcp_addr: None,
             tls: tls.clone(),
+            client_auth: options.tls.client_auth,
             mux: MuxConfig::from(&options.config),
             handshake_timeout: options.config.tcp_connect_timeout,
             incoming_tx,
@@ -97,6 +99,7 @@ impl TunnelServer {
                 server.incoming_tx.clone(),
                 server.counters.clone(),
                 server.handshake_timeout,
+                server.client_auth,
             ));
             server.endpoint = Some(endpoint);
         }
@@ -154,7 +157,8 @@ impl TunnelServer {
     }
 
     /// Takes over a TLS connection accepted by another listener (the API server) that
-    /// negotiated [`ALPN`]. The peer must have presented a verified client certificate.
+    /// negotiated [`ALPN`]. The peer must have presented a verified client certificate,
+    /// unless the server allows unauthenticated clients ([`ClientAuth`]).
     pub fn adopt_tls<S>(
         &self,
         stream: tokio_rustls::server::TlsStream<S>,
@@ -169,10 +173,7 @@ impl TunnelServer {
                 expected: "kedge-tunnel/1",
             });
         }
-        let certs = match session.peer_certificates() {
-            Some(certs) if !certs.is_empty() => certs.to_vec(),
-            _ => return Err(TunnelError::NoPeerCertificate),
-        };
+        let certs = peer_certs_or_refuse(session.peer_certificates(), self.client_auth)?;
         self.handle().serve_mux(stream, remote, certs);
         Ok(())
     }
@@ -188,6 +189,7 @@ impl TunnelServer {
     fn handle(&self) -> Handle {
         Handle {
             tls: self.tls.clone(),
+            client_auth: self.client_auth,
             mux: self.mux,
             handshake_timeout: self.handshake_timeout,
             incoming_tx: self.incoming_tx.clone(),
@@ -227,6 +229,7 @@ where
 #[derive(Debug, Clone)]
 struct Handle {
     tls: Arc<rustls::ServerConfig>,
+    client_auth: ClientAuth,
     mux: MuxConfig,
     handshake_timeout: Duration,
     incoming_tx: mpsc::Sender<TunnelConnection>,
@@ -286,6 +289,7 @@ async fn quic_accept_loop(
     incoming_tx: mpsc::Sender<TunnelConnection>,
     counters: Arc<IoCounters>,
     handshake_timeout: Duration,
+    client_auth: ClientAuth,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
@@ -305,10 +309,14 @@ async fn quic_accept_loop(
                         return;
                     }
                 };
-                let Some(certs) = quic_peer_certs(&conn) else {
-                    warn!("quic peer without a certificate");
-                    conn.close(1u32.into(), b"no client certificate");
-                    return;
+                let certs = match (quic_peer_certs(&conn), client_auth) {
+                    (Some(certs), _) => certs,
+                    (None, ClientAuth::AllowUnauthenticated) => Vec::new(),
+                    (None, ClientAuth::Required) => {
+                        warn!("quic peer without a certificate");
+                        conn.close(1u32.into(), b"no client certificate");
+                        return;
+                    }
                 };
                 let conn = TunnelConnection::quic(conn, None, certs, counters);
                 let _ = incoming_tx.send(conn).await;
@@ -370,10 +378,20 @@ async fn serve_tcp(
             expected: "kedge-tunnel/1",
         });
     }
-    let certs = match session.peer_certificates() {
-        Some(certs) if !certs.is_empty() => certs.to_vec(),
-        _ => return Err(TunnelError::NoPeerCertificate),
-    };
+    let certs = peer_certs_or_refuse(session.peer_certificates(), handle.client_auth)?;
     handle.serve_mux(tls, remote, certs);
     Ok(())
+}
+
+/// The peer's verified certificates; none is an error unless unauthenticated clients are
+/// allowed (then the connection has no peer certificate).
+fn peer_certs_or_refuse(
+    certs: Option<&[CertificateDer<'static>]>,
+    client_auth: ClientAuth,
+) -> Result<Vec<CertificateDer<'static>>, TunnelError> {
+    match (certs, client_auth) {
+        (Some(certs), _) if !certs.is_empty() => Ok(certs.to_vec()),
+        (_, ClientAuth::AllowUnauthenticated) => Ok(Vec::new()),
+        (_, ClientAuth::Required) => Err(TunnelError::NoPeerCertificate),
+    }
 }

@@ -398,3 +398,126 @@ async fn adopting_a_connection_without_the_tunnel_alpn_is_refused() {
     );
     dial.await.unwrap();
 }
+
+/// A server that also lets clients without a certificate in (bootstrap), on QUIC or TCP.
+async fn bootstrap_server(pki: &Pki, quic: bool) -> TunnelServer {
+    let tls = server_tls(pki).allow_unauthenticated();
+    assert_eq!(
+        tls.client_auth,
+        kedge_tunnel::ClientAuth::AllowUnauthenticated
+    );
+    TunnelServer::bind(kedge_tunnel::ServerOptions {
+        quic_addr: quic.then(localhost),
+        tcp_addr: (!quic).then(localhost),
+        config: fast_config(),
+        tls,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_clients_without_a_certificate_when_the_server_allows_them() {
+    let pki = pki();
+    for (quic, transport) in [(true, Transport::Quic), (false, Transport::Tcp)] {
+        let server = bootstrap_server(&pki, quic).await;
+        let addr = server.quic_addr().or(server.tcp_addr()).unwrap();
+
+        // The CA download: no client certificate, the server not verified.
+        let insecure = client(
+            kedge_tunnel::ClientTls::insecure_for_ca_download("localhost"),
+            addr,
+            addr,
+            fast_config(),
+        );
+        wait_connected(&insecure, transport, WITHIN).await;
+        let conn = accept_conn(&server).await;
+        assert!(conn.peer_certificate().is_none(), "{transport}");
+        assert!(conn.peer_certificates().is_empty());
+        let serving = tokio::spawn({
+            let conn = conn.clone();
+            async move { answer_reversed(conn.accept_bi().await.unwrap()).await }
+        });
+        let (send, recv) = insecure.open_bi().await.unwrap();
+        assert_eq!(call(send, recv, b"ca?").await, b"?ac");
+        serving.await.unwrap();
+        drop(insecure);
+
+        // The join: the server verified against its CA, still no client certificate.
+        let joining = client(
+            kedge_tunnel::ClientTls::without_identity(pki.pki.server_ca_pem(), "localhost")
+                .unwrap(),
+            addr,
+            addr,
+            fast_config(),
+        );
+        wait_connected(&joining, transport, WITHIN).await;
+        assert!(accept_conn(&server).await.peer_certificate().is_none());
+        drop(joining);
+
+        // A node with its certificate is still authenticated on the same server.
+        let node = client(client_tls(&pki, &pki, "edge-9"), addr, addr, fast_config());
+        wait_connected(&node, transport, WITHIN).await;
+        let conn = accept_conn(&server).await;
+        let identity = kedge_pki::client_identity(conn.peer_certificate().unwrap()).unwrap();
+        assert_eq!(identity.user, "system:node:edge-9");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_server_still_refuses_a_certificate_from_another_ca() {
+    let pki = pki();
+    let stranger = common::pki();
+    for quic in [true, false] {
+        let server = bootstrap_server(&pki, quic).await;
+        let addr = server.quic_addr().or(server.tcp_addr()).unwrap();
+        let _client = client(
+            client_tls(&pki, &stranger, "intruder"),
+            addr,
+            addr,
+            fast_config(),
+        );
+        let accepted = tokio::time::timeout(Duration::from_secs(3), server.accept()).await;
+        assert!(accepted.is_err(), "accepted a stranger (quic {quic})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_server_refuses_clients_without_a_certificate() {
+    let pki = pki();
+    for (quic, tcp) in [(true, false), (false, true)] {
+        let server = server(&pki, quic.then(localhost), tcp.then(localhost)).await;
+        let addr = server.quic_addr().or(server.tcp_addr()).unwrap();
+        let _client = client(
+            kedge_tunnel::ClientTls::without_identity(pki.pki.server_ca_pem(), "localhost")
+                .unwrap(),
+            addr,
+            addr,
+            fast_config(),
+        );
+        let accepted = tokio::time::timeout(Duration::from_secs(3), server.accept()).await;
+        assert!(accepted.is_err(), "accepted a client without a certificate");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_verifying_against_another_ca_does_not_connect() {
+    let pki = pki();
+    let stranger = common::pki();
+    let server = bootstrap_server(&pki, false).await;
+    let addr = server.tcp_addr().unwrap();
+    let client = client(
+        kedge_tunnel::ClientTls::without_identity(stranger.pki.server_ca_pem(), "localhost")
+            .unwrap(),
+        addr,
+        addr,
+        fast_config(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(client.connection().is_none());
+    assert!(
+        client.counters().failures.tls >= 1,
+        "{:?}",
+        client.counters()
+    );
+}
