@@ -6,6 +6,7 @@ mod control;
 mod duration;
 mod endpoint;
 mod server;
+mod token;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run the control plane.
     Server(server::ServerArgs),
+    /// Manage join tokens.
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|runtime| match cli.command {
             Command::Server(args) => runtime.block_on(server::run(args)),
+            Command::Token(args) => runtime.block_on(token::run(args)),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -405,6 +405,19 @@ fn write_token_file(path: &Path, token: &Token) -> Result<(), TokenError> {
     write().map_err(io)
 }
 
+/// The public part of a bootstrap-token Secret (JSON, `data` in base64, as the API serves
+/// it); `None` for a Secret that is not a bootstrap token.
+pub fn info_from_secret(secret: &Value) -> Option<Result<TokenInfo, TokenError>> {
+    if secret.get("type").and_then(Value::as_str) != Some(SECRET_TYPE) {
+        return None;
+    }
+    let id = secret
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .and_then(|n| n.strip_prefix(SECRET_PREFIX))?;
+    Some(info_of(id, secret))
+}
+
 /// Every token's public part, by id.
 pub async fn list(registry: &Registry) -> Result<Vec<TokenInfo>, TokenError> {
     let page = registry
@@ -418,22 +431,12 @@ pub async fn list(registry: &Registry) -> Result<Vec<TokenInfo>, TokenError> {
             id: String::new(),
             error,
         })?;
-    let mut tokens = Vec::new();
-    for secret in &page.items {
-        if secret.get("type").and_then(Value::as_str) != Some(SECRET_TYPE) {
-            continue;
-        }
-        let Some(id) = secret
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .and_then(|n| n.strip_prefix(SECRET_PREFIX))
-        else {
-            continue;
-        };
-        if let Ok(info) = info_of(id, secret) {
-            tokens.push(info);
-        }
-    }
+    let mut tokens: Vec<TokenInfo> = page
+        .items
+        .iter()
+        .filter_map(info_from_secret)
+        .filter_map(Result::ok)
+        .collect();
     tokens.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(tokens)
 }
