@@ -22,6 +22,11 @@ use tracing::Instrument;
 
 use crate::store::{Store, StoreError};
 
+/// The largest batch accepted (decompressed). A reset carries the node's
+/// whole view, every Service and EndpointSlice included, in one message, so
+/// tonic's 4 MiB default is too small for a large cluster.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
 /// Why a sync session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -44,7 +49,8 @@ pub async fn run_sync(client: NodeClient<Channel>, store: Store) -> Result<(), S
 async fn session(client: NodeClient<Channel>, store: Store, resume: u64) -> Result<(), SyncError> {
     let mut client = client
         .send_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Gzip);
+        .accept_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_BATCH_BYTES);
     let mut stream = client
         .sync(SyncRequest {
             resume_revision: resume,
