@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kedge_apiserver::cache::CachedEvent;
-use kedge_datastore::EventKind;
+use kedge_datastore::{EventKind, Revision};
 use kedge_proto::v1::ObjectKind;
 use serde_json::Value;
 
@@ -142,6 +142,56 @@ impl Index {
     }
 }
 
+/// An event read from the datastore's history (older than the watch cache's
+/// window), decoded like the cache decodes.
+#[derive(Debug)]
+pub struct StoredEvent {
+    pub revision: Revision,
+    pub delete: bool,
+    /// The object after the change, or its last state for a delete.
+    pub object: Value,
+    pub prev: Option<Value>,
+}
+
+/// An event as the catch-up plan reads it: from the cache or from history.
+pub trait PlanEvent {
+    fn revision(&self) -> Revision;
+    fn object(&self) -> &Value;
+    fn prev(&self) -> Option<&Value>;
+    /// The item that sends the object as this event left it.
+    fn item(&self, key: ObjectKey) -> Item;
+}
+
+impl PlanEvent for Arc<CachedEvent> {
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+    fn object(&self) -> &Value {
+        &self.object
+    }
+    fn prev(&self) -> Option<&Value> {
+        self.prev.as_deref()
+    }
+    fn item(&self, key: ObjectKey) -> Item {
+        Item::Event(key, self.clone())
+    }
+}
+
+impl PlanEvent for Arc<StoredEvent> {
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+    fn object(&self) -> &Value {
+        &self.object
+    }
+    fn prev(&self) -> Option<&Value> {
+        self.prev.as_ref()
+    }
+    fn item(&self, key: ObjectKey) -> Item {
+        Item::Stored(key, self.clone())
+    }
+}
+
 /// The changes that bring a node that held its view as of revision `r` to
 /// its view as of `h`, given `events` (every cached event in `(r, h]`, in
 /// order, already classified by key) and `view` (the node's pods at `h`,
@@ -159,13 +209,13 @@ impl Index {
 ///   of its own is fetched at its current version: the pod may be new to
 ///   the node.
 /// - Services and EndpointSlices touched are sent as at `h`.
-pub fn plan_catch_up(
+pub fn plan_catch_up<E: PlanEvent>(
     node: &str,
     view: &HashMap<ObjectKey, Vec<ObjectKey>>,
-    events: &[(ObjectKey, Arc<CachedEvent>)],
+    events: &[(ObjectKey, E)],
 ) -> Vec<Item> {
     let referenced: HashSet<&ObjectKey> = view.values().flatten().collect();
-    let mut last: HashMap<&ObjectKey, &Arc<CachedEvent>> = HashMap::new();
+    let mut last: HashMap<&ObjectKey, &E> = HashMap::new();
     let mut order: Vec<&ObjectKey> = Vec::new();
     let mut stale: HashSet<ObjectKey> = HashSet::new();
     let mut left: HashSet<&ObjectKey> = HashSet::new();
@@ -174,10 +224,7 @@ pub fn plan_catch_up(
             order.push(key);
         }
         if key.kind == ObjectKind::Pod {
-            for version in [Some(&*ev.object), ev.prev.as_deref()]
-                .into_iter()
-                .flatten()
-            {
+            for version in [Some(ev.object()), ev.prev()].into_iter().flatten() {
                 if pod_node(version) == Some(node) {
                     left.insert(key);
                     stale.extend(pod_refs(version));
@@ -189,32 +236,31 @@ pub fn plan_catch_up(
     let mut needed: Vec<&ObjectKey> = Vec::new();
     for key in order {
         let Some(ev) = last.get(key) else { continue };
-        let ev = (*ev).clone();
         match key.kind {
             ObjectKind::Pod => {
                 if let Some(refs) = view.get(key) {
-                    items.push(Item::Event(key.clone(), ev));
+                    items.push(ev.item(key.clone()));
                     needed.extend(refs);
                 } else if left.contains(key) {
-                    items.push(Item::Gone(key.clone(), ev.revision));
+                    items.push(Item::Gone(key.clone(), ev.revision()));
                 }
             }
             ObjectKind::ConfigMap | ObjectKind::Secret => {
                 if referenced.contains(key) {
-                    items.push(Item::Event(key.clone(), ev));
+                    items.push(ev.item(key.clone()));
                 } else if stale.contains(key) {
-                    items.push(Item::Gone(key.clone(), ev.revision));
+                    items.push(Item::Gone(key.clone(), ev.revision()));
                 }
             }
             ObjectKind::Service | ObjectKind::EndpointSlice => {
-                items.push(Item::Event(key.clone(), ev));
+                items.push(ev.item(key.clone()));
             }
             ObjectKind::Unspecified => {}
         }
     }
     // References that left the view without an event of their own (their
     // last pod moved away or was deleted).
-    let revision = events.last().map(|(_, e)| e.revision).unwrap_or_default();
+    let revision = events.last().map(|(_, e)| e.revision()).unwrap_or_default();
     let mut stale: Vec<ObjectKey> = stale.into_iter().collect();
     stale.sort();
     for key in stale {

@@ -8,7 +8,7 @@
 //! # Design
 //!
 //! One [`SyncHub`] per server runs one *router*: a single cursor into the
-//! apiserver's watch cache. The router keeps an [`index::Index`] of every
+//! apiserver's watch cache. The router keeps an `index::Index` of every
 //! bound pod (node, referenced objects) and, for each batch of events it
 //! reads, routes each event only to the connected nodes it concerns: a pod
 //! event to its old and new node, a ConfigMap/Secret event to the nodes whose
@@ -37,9 +37,13 @@
 //! A stream resuming from `r` is registered at the router's current position
 //! `h` (under the hub lock, so no event is lost or routed twice), and its
 //! first batch is planned from the cached events in `(r, h]` and the node's
-//! view at `h` ([`index::plan_catch_up`]). A resume of 0, one older than the
-//! cache window, or one the cache cannot serve gets a `reset` batch: the full
-//! view read from the registry. Content read after `h` may be newer than
+//! view at `h` (`index::plan_catch_up`). A resume older than the cache
+//! window (the usual case after a server restart, whose cache starts empty)
+//! reads the events in `(r, h]` from the datastore's history instead, the
+//! way an API watch from before the window does. Only a resume of 0, one
+//! from before the datastore's compaction, or one whose history does not
+//! reach `h` within `history_wait` gets a `reset` batch: the full view read
+//! from the registry. Content read after `h` may be newer than
 //! `h`; the events after `h` that follow bring every object to its latest
 //! version again, so the agent converges.
 //!
@@ -53,9 +57,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
-use kedge_apiserver::cache::{CachedEvent, Read};
+use futures::StreamExt;
+use kedge_apiserver::cache::{CachedEvent, REGISTRY_PREFIX, Read, decode};
 use kedge_apiserver::registry::{self, ListOpts, Registry};
-use kedge_datastore::Revision;
+use kedge_datastore::{EventKind, Revision};
 use kedge_proto::v1::{Change, ObjectKind, SyncBatch};
 use kedge_resources::catalog::{self, ResourceInfo};
 use serde_json::Value;
@@ -64,7 +69,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::Instrument;
 
-use index::{Index, is_delete, plan_catch_up};
+use index::{Index, StoredEvent, is_delete, plan_catch_up};
 use refs::{ObjectKey, pod_refs};
 
 /// How the hub behaves.
@@ -78,6 +83,10 @@ pub struct SyncConfig {
     /// How long a stream resuming from a revision the router has not reached
     /// yet (another server was ahead) waits for it before resetting.
     pub resume_wait: Duration,
+    /// How long a stream resuming from before the cache window waits for
+    /// the datastore's history to reach the router's position before it
+    /// gives up and resets.
+    pub history_wait: Duration,
 }
 
 impl Default for SyncConfig {
@@ -86,6 +95,7 @@ impl Default for SyncConfig {
             node_queue: 64,
             progress_interval: Duration::from_secs(60),
             resume_wait: Duration::from_secs(3),
+            history_wait: Duration::from_secs(2),
         }
     }
 }
@@ -95,6 +105,8 @@ impl Default for SyncConfig {
 pub(crate) enum Item {
     /// The object as this event left it (deleted when the event deleted it).
     Event(ObjectKey, Arc<CachedEvent>),
+    /// The same, for an event read from the datastore's history.
+    Stored(ObjectKey, Arc<StoredEvent>),
     /// The object left the node's view at this revision.
     Gone(ObjectKey, Revision),
     /// The object entered the view without an event of its own: send its
@@ -229,10 +241,14 @@ impl Drop for Unsubscribe<'_> {
 
 enum Start {
     Reset,
+    /// From the cache: the events in `(resume, h]` and the view at `h`.
     Resume(
         Vec<(ObjectKey, Arc<CachedEvent>)>,
         HashMap<ObjectKey, Vec<ObjectKey>>,
     ),
+    /// From before the cache window: the view at `h`; the events come from
+    /// the datastore's history.
+    History(HashMap<ObjectKey, Vec<ObjectKey>>),
 }
 
 impl SyncHub {
@@ -334,7 +350,7 @@ impl SyncHub {
                 Start::Reset
             } else {
                 match cache.read(want, st.generation) {
-                    Read::Lost => Start::Reset,
+                    Read::Lost => Start::History(st.index.node_pods(node)),
                     Read::Events(events, _) => {
                         let events = events
                             .into_iter()
@@ -352,25 +368,40 @@ impl SyncHub {
             node,
             id,
         };
-        let first = match start {
-            Start::Reset => {
-                tracing::info!(resume, revision = h, "sync: full resync");
-                self.full_view(node, h).await?
-            }
-            Start::Resume(events, view) => {
-                let items = plan_catch_up(node, &view, &events);
+        let (items, events, from) = match start {
+            Start::Reset => (None, 0, "nowhere"),
+            Start::Resume(events, view) => (
+                Some(plan_catch_up(node, &view, &events)),
+                events.len(),
+                "the watch cache",
+            ),
+            Start::History(view) => match self.history(want, h).await? {
+                Some(events) => (
+                    Some(plan_catch_up(node, &view, &events)),
+                    events.len(),
+                    "the datastore's history",
+                ),
+                None => (None, 0, "nowhere"),
+            },
+        };
+        let first = match items {
+            Some(items) => {
                 tracing::info!(
                     resume,
                     revision = h,
-                    events = events.len(),
+                    events,
                     changes = items.len(),
-                    "sync: resumed"
+                    "sync: resumed from {from}"
                 );
                 SyncBatch {
                     revision: h as u64,
                     reset: false,
                     changes: self.resolve(items, h).await?,
                 }
+            }
+            None => {
+                tracing::info!(resume, revision = h, "sync: full resync");
+                self.full_view(node, h).await?
             }
         };
         if out.send(Ok(first)).await.is_err() {
@@ -433,7 +464,9 @@ impl SyncHub {
         let mut latest: Vec<Option<Item>> = Vec::new();
         for item in items {
             let key = match &item {
-                Item::Event(k, _) | Item::Gone(k, _) | Item::Fetch(k) => k.clone(),
+                Item::Event(k, _) | Item::Stored(k, _) | Item::Gone(k, _) | Item::Fetch(k) => {
+                    k.clone()
+                }
             };
             match slot.get(&key) {
                 Some(&i) => latest[i] = Some(item),
@@ -455,6 +488,8 @@ impl SyncHub {
                     deleted: false,
                     object: ev.object_json().to_vec(),
                 },
+                Item::Stored(key, ev) if ev.delete => gone(&key, ev.revision),
+                Item::Stored(key, ev) => upsert(&key, &ev.object),
                 Item::Gone(key, rev) => gone(&key, rev),
                 Item::Fetch(key) => match self.fetch(&key).await? {
                     Some(obj) => upsert(&key, &obj),
@@ -464,6 +499,76 @@ impl SyncHub {
             changes.push(change);
         }
         Ok(changes)
+    }
+
+    /// The events in `(from, h]` from the datastore's history, for a resume
+    /// from before the cache window; `None` when that history is compacted,
+    /// or when it does not reach `h` within `history_wait` (then a reset is
+    /// the safe answer: a catch-up must never miss an event).
+    async fn history(
+        &self,
+        from: Revision,
+        h: Revision,
+    ) -> Result<Option<Vec<(ObjectKey, Arc<StoredEvent>)>>, Status> {
+        let mut out = Vec::new();
+        if from >= h {
+            return Ok(Some(out));
+        }
+        let unavailable = |e: kedge_datastore::Error| {
+            Status::unavailable(format!("cannot read the datastore's history: {e}"))
+        };
+        let store = self.registry.store().clone();
+        let mut stream = match store.watch(REGISTRY_PREFIX, from + 1).await {
+            Ok(s) => s,
+            Err(kedge_datastore::Error::Compacted { .. }) => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let deadline = tokio::time::Instant::now() + self.config.history_wait;
+        loop {
+            let ev = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => {
+                    tracing::info!(from, h, "sync: history did not reach the router in time");
+                    return Ok(None);
+                }
+                Ok(None) => return Err(Status::unavailable("the datastore's history ended")),
+                Ok(Some(Err(kedge_datastore::Error::Compacted { .. }))) => return Ok(None),
+                Ok(Some(Err(e))) => return Err(unavailable(e)),
+                Ok(Some(Ok(ev))) => ev,
+            };
+            let revision = ev.revision();
+            if revision > h {
+                return Ok(Some(out));
+            }
+            if let Some(key) = object_key(&ev.kv.key) {
+                let prev = ev
+                    .prev_kv
+                    .as_ref()
+                    .and_then(|kv| decode(&kv.value, kv.mod_revision));
+                let delete = ev.kind == EventKind::Delete;
+                let object = if delete {
+                    prev.clone().map(|mut p| {
+                        if let Some(meta) = p.get_mut("metadata").and_then(Value::as_object_mut) {
+                            meta.insert("resourceVersion".into(), revision.to_string().into());
+                        }
+                        p
+                    })
+                } else {
+                    decode(&ev.kv.value, revision)
+                };
+                if let Some(object) = object {
+                    let stored = StoredEvent {
+                        revision,
+                        delete,
+                        object,
+                        prev,
+                    };
+                    out.push((key, Arc::new(stored)));
+                }
+            }
+            if revision == h {
+                return Ok(Some(out));
+            }
+        }
     }
 
     async fn fetch(&self, key: &ObjectKey) -> Result<Option<Value>, Status> {

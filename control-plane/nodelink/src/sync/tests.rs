@@ -100,6 +100,18 @@ fn pod(name: &str, node: &str, secret: &str, config_map: Option<&str>) -> Value 
                     "containers": [{"name": "c", "image": "busybox"}]}})
 }
 
+/// A hub that tells idle nodes the current revision every 100 ms, so that
+/// `until` ends even when the last write was none of the node's business.
+fn hub(reg: &Registry) -> Arc<SyncHub> {
+    SyncHub::with_config(
+        reg.clone(),
+        SyncConfig {
+            progress_interval: Duration::from_millis(100),
+            ..SyncConfig::default()
+        },
+    )
+}
+
 async fn next(s: &mut Batches) -> SyncBatch {
     tokio::time::timeout(Duration::from_secs(10), s.next())
         .await
@@ -166,7 +178,7 @@ async fn resume_zero_gets_the_whole_view_and_nothing_else() {
     let (_dir, api) = server(4096).await;
     let reg = &api.registry;
     let last = two_nodes(reg).await;
-    let hub = SyncHub::start(reg.clone());
+    let hub = hub(reg);
     let mut s = hub.stream("n1".into(), 0);
     let first = next(&mut s).await;
     assert!(first.reset);
@@ -206,7 +218,7 @@ async fn resume_gets_only_the_changes_of_the_node() {
     let (_dir, api) = server(4096).await;
     let reg = &api.registry;
     let last = two_nodes(reg).await;
-    let hub = SyncHub::start(reg.clone());
+    let hub = hub(reg);
     let mut s = hub.stream("n1".into(), 0);
     let acked = until(&mut s, last).await.last().unwrap().revision;
     drop(s);
@@ -255,7 +267,7 @@ async fn live_changes_follow_references() {
     let (_dir, api) = server(4096).await;
     let reg = &api.registry;
     let last = two_nodes(reg).await;
-    let hub = SyncHub::start(reg.clone());
+    let hub = hub(reg);
     let mut s = hub.stream("n1".into(), 0);
     until(&mut s, last).await;
 
@@ -293,15 +305,16 @@ async fn live_changes_follow_references() {
     assert!(summary(&batches).contains(&ch(C, "c1", false)));
 }
 
-#[tokio::test]
-async fn resume_older_than_the_window_resets() {
-    let (_dir, api) = server(16).await;
-    let reg = &api.registry;
+/// n1 syncs and leaves; then a small cache window churns past its revision
+/// while s1, s2 and p1 change. Returns n1's acked revision and the last
+/// revision written.
+async fn away_past_the_window(reg: &Registry, hub: &Arc<SyncHub>) -> (u64, u64) {
     let last = two_nodes(reg).await;
-    let hub = SyncHub::start(reg.clone());
     let mut s = hub.stream("n1".into(), 0);
     let acked = until(&mut s, last).await.last().unwrap().revision;
     drop(s);
+    put(reg, "secrets", secret("s1", "bmV3")).await;
+    put(reg, "secrets", secret("s2", "bmV3")).await;
     let mut last = 0;
     for i in 0..40 {
         last = put(reg, "configmaps", config_map("churn", &i.to_string())).await;
@@ -311,6 +324,33 @@ async fn resume_older_than_the_window_resets() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(reg.cache().window_start().0 as u64 > acked);
+    (acked, last)
+}
+
+#[tokio::test]
+async fn resume_older_than_the_window_reads_the_datastore_history() {
+    let (_dir, api) = server(16).await;
+    let reg = &api.registry;
+    let hub = hub(reg);
+    let (acked, last) = away_past_the_window(reg, &hub).await;
+    let mut s = hub.stream("n1".into(), acked);
+    let batches = until(&mut s, last).await;
+    assert!(batches.iter().all(|b| !b.reset));
+    let want: BTreeSet<_> = [ch(S, "s1", false)].into_iter().collect();
+    assert_eq!(summary(&batches), want);
+    let s1 = &batches[0].changes[0];
+    let obj: Value = serde_json::from_slice(&s1.object).unwrap();
+    assert_eq!(obj["data"]["k"], "bmV3");
+    assert_eq!(s1.revision, revision_of(&obj));
+}
+
+#[tokio::test]
+async fn resume_from_before_compaction_resets() {
+    let (_dir, api) = server(16).await;
+    let reg = &api.registry;
+    let hub = hub(reg);
+    let (acked, last) = away_past_the_window(reg, &hub).await;
+    reg.store().compact(last as i64).await.unwrap();
     let mut s = hub.stream("n1".into(), acked);
     let first = next(&mut s).await;
     assert!(first.reset);
@@ -325,7 +365,7 @@ async fn acks_are_recorded_and_a_new_stream_replaces_the_old() {
     let (_dir, api) = server(4096).await;
     let reg = &api.registry;
     let last = two_nodes(reg).await;
-    let hub = SyncHub::start(reg.clone());
+    let hub = hub(reg);
     assert_eq!(hub.acked("n1"), None);
     hub.ack("n1", last);
     assert_eq!(hub.acked("n1"), Some(last));
@@ -357,6 +397,7 @@ async fn a_node_that_falls_behind_is_ended() {
     let last = two_nodes(reg).await;
     let config = SyncConfig {
         node_queue: 1,
+        progress_interval: Duration::from_millis(100),
         ..SyncConfig::default()
     };
     let hub = SyncHub::with_config(reg.clone(), config);
@@ -380,6 +421,20 @@ async fn a_node_that_falls_behind_is_ended() {
     .unwrap();
     assert_eq!(end, Some(tonic::Code::Unavailable));
     assert_eq!(hub.connected(), 0);
+}
+
+#[tokio::test]
+async fn idle_nodes_hear_the_current_revision() {
+    let (_dir, api) = server(4096).await;
+    let reg = &api.registry;
+    let last = two_nodes(reg).await;
+    let hub = hub(reg);
+    let mut s = hub.stream("n1".into(), 0);
+    until(&mut s, last).await;
+    // Only n2's business: n1 gets an empty batch at (or past) it.
+    let last = put(reg, "secrets", secret("s2", "cQ==")).await;
+    let batches = until(&mut s, last).await;
+    assert!(batches.iter().all(|b| b.changes.is_empty() && !b.reset));
 }
 
 mod index {
