@@ -24,3 +24,5 @@ pub mod v1 {
 }
 
 pub mod token;
+
+pub mod transport;

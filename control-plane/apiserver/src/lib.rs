@@ -44,7 +44,7 @@ use kedge_datastore::{Clock, Store};
 use serde_json::{Value, json};
 
 pub use auth::{TokenFile, User};
-pub use server::{TlsMaterial, serve, tls_config};
+pub use server::{TlsMaterial, TunnelHandoff, serve, tls_config};
 
 /// The Kubernetes version kedge speaks.
 pub const KUBERNETES_VERSION: &str = "v1.32.0";

@@ -4,8 +4,14 @@
 //! authenticate instead) but, when presented, must chain to the client CA;
 //! rustls checks that during the handshake, so a certificate the handler
 //! sees is already verified. ALPN offers h2 and http/1.1.
+//!
+//! TCP 6443 is shared with the agent tunnel's TLS fallback, as UDP 6443 carries its
+//! QUIC: when the server's rustls configuration also offers the tunnel's ALPN and a
+//! client negotiates it, [`serve`] hands the TLS connection to the [`TunnelHandoff`]
+//! instead of speaking HTTP on it.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,11 +83,33 @@ pub fn tls_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError
     Ok(Arc::new(config))
 }
 
-/// Serves HTTPS on `listener` until `shutdown` completes.
+/// Takes TLS connections that negotiated another protocol than HTTP: the agent
+/// tunnel's fallback. Called with the ALPN protocol, the connection and the peer.
+pub struct TunnelHandoff {
+    /// The ALPN protocol id that selects the hand-over.
+    pub alpn: Vec<u8>,
+    /// Takes the connection.
+    #[allow(clippy::type_complexity)]
+    pub take: Box<
+        dyn Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr) + Send + Sync,
+    >,
+}
+
+impl std::fmt::Debug for TunnelHandoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelHandoff")
+            .field("alpn", &String::from_utf8_lossy(&self.alpn))
+            .finish()
+    }
+}
+
+/// Serves HTTPS on `listener` until `shutdown` completes. Connections that negotiate
+/// the hand-over's ALPN go to it.
 pub async fn serve(
     server: Arc<ApiServer>,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    handoff: Option<Arc<TunnelHandoff>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -103,6 +131,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let server = server.clone();
+        let handoff = handoff.clone();
         connections.spawn(async move {
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -116,6 +145,12 @@ pub async fn serve(
                         return;
                     }
                 };
+            if let Some(handoff) = handoff
+                && tls.get_ref().1.alpn_protocol() == Some(handoff.alpn.as_slice())
+            {
+                (handoff.take)(tls, peer);
+                return;
+            }
             let user = tls
                 .get_ref()
                 .1

@@ -271,7 +271,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // The API stops serving only after the scheduler and the controllers
     // have stopped and released their Leases through it.
     let (api_stop, mut api_stopped) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(kedge_apiserver::serve(api, listener, tls, async move {
+    let serving = tokio::spawn(kedge_apiserver::serve(api, listener, tls, None, async move {
         let _ = api_stopped.wait_for(|stop| *stop).await;
     }));
     maintenance::run(store.clone(), maintenance, stopped()).await;

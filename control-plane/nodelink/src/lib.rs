@@ -16,12 +16,22 @@
 //! - [`report`]: node status, pod statuses, events and lease renewals from an agent,
 //!   written through the registry after checking that they are the node's own.
 //!
+//! - [`service`]: the `Node` service of one connection, bound to the node its
+//!   certificate names.
+//! - [`link`]: the tunnel listener, which serves `Bootstrap` or `Node` on each connection
+//!   by its certificate, keeps the live tunnels for reverse streams, and records in the
+//!   datastore which server holds which node.
+//!
 //! Architecture invariant: every call on a `Node` connection is scoped to the node named
 //! by the connection's verified client certificate; nothing an agent sends can name
 //! another node's objects.
 
 pub mod bootstrap;
+pub mod link;
 pub mod nodepassword;
 pub mod report;
+pub mod service;
 pub mod sync;
 pub mod tokens;
+
+pub use link::{LinkError, LinkOptions, NodeLink};
