@@ -437,6 +437,54 @@ async fn idle_nodes_hear_the_current_revision() {
     assert!(batches.iter().all(|b| b.changes.is_empty() && !b.reset));
 }
 
+/// Many nodes on one router: a Secret change reaches only the node that
+/// uses it, a Service change reaches every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_router_serves_many_nodes() {
+    const NODES: usize = 300;
+    let (_dir, api) = server(4096).await;
+    let reg = &api.registry;
+    for i in 0..NODES {
+        put(reg, "secrets", secret(&format!("s{i}"), "eA==")).await;
+        put(
+            reg,
+            "pods",
+            pod(&format!("p{i}"), &format!("n{i}"), &format!("s{i}"), None),
+        )
+        .await;
+    }
+    let hub = SyncHub::start(reg.clone());
+    let mut streams = Vec::new();
+    for i in 0..NODES {
+        let mut s = hub.stream(format!("n{i}"), 0);
+        let first = next(&mut s).await;
+        assert!(first.reset);
+        let seen = names(std::slice::from_ref(&first));
+        assert!(seen.contains(&format!("s{i}")));
+        assert!(!seen.contains(&format!("s{}", (i + 1) % NODES)));
+        streams.push(s);
+    }
+    assert_eq!(hub.connected(), NODES);
+
+    let started = std::time::Instant::now();
+    let last = put(reg, "secrets", secret("s7", "eQ==")).await;
+    let batches = until(&mut streams[7], last).await;
+    assert!(summary(&batches).contains(&ch(S, "s7", false)));
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}});
+    let last = put(reg, "services", svc).await;
+    for (i, s) in streams.iter_mut().enumerate() {
+        let batches = until(s, last).await;
+        let seen = names(&batches);
+        assert!(seen.contains("web"), "n{i}: {seen:?}");
+        assert!(i == 7 || !seen.contains("s7"), "n{i} must not see s7");
+    }
+    eprintln!(
+        "{NODES} nodes: one secret change and one service change routed and received in {:?}",
+        started.elapsed()
+    );
+}
+
 mod index {
     use super::super::index::Index;
     use super::super::refs::ObjectKey;
