@@ -1,5 +1,5 @@
 //! Durations on the command line, as Go and K3s write them: `90s`, `5m`,
-//! `1h30m`, `250ms`.
+//! `1h30m`, `250ms`. Shared by `kedge-agent` and `kedge` (which will run a local agent).
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! kedge-agent: the device side of kedge.
 //!
+//! - [`agent`]: the main loop: join, dial, and on each connection register the node,
+//!   sync, report, renew the Lease and the certificate.
 //! - [`bootstrap`]: join a control plane: parse the token, download the CA and check its
 //!   hash, generate a key and a CSR, trade them for a node certificate, keep it renewed.
 //! - [`store`]: the local SQLite store of the node's desired state and the last revision
@@ -11,7 +13,9 @@
 //! Architecture invariant: the agent never listens on the network. Everything it says
 //! or hears crosses the tunnel it dialed.
 
+pub mod agent;
 pub mod bootstrap;
+pub mod duration;
 pub mod report;
 pub mod store;
 pub mod sync;

@@ -181,6 +181,10 @@ async fn run(ctx: Context) -> Result<(), Error> {
                     .await
                 {
                     Ok(_) => info!(node = %name, pod_cidr = %cidr, "allocated the node's podCIDR"),
+                    // The node changed since it was read: the next pass sees it again.
+                    Err(e) if crate::workloads::common::is_conflict(&e) => {
+                        tracing::debug!(node = %name, "node changed; podCIDR on the next pass")
+                    }
                     Err(e) => warn!(node = %name, error = %e, "could not set the node's podCIDR"),
                 }
             }

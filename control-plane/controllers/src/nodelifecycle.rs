@@ -339,7 +339,13 @@ async fn monitor(
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                warn!(node = %name, error = %e, "could not update the node's taints");
+                // A conflict means the node changed since it was read; the next round
+                // looks at it again.
+                if crate::workloads::common::is_conflict(&e) {
+                    tracing::debug!(node = %name, "node changed; taints on the next round");
+                } else {
+                    warn!(node = %name, error = %e, "could not update the node's taints");
+                }
             }
             continue;
         }

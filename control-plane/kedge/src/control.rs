@@ -45,7 +45,7 @@ async fn client_as(pki: &kedge_pki::ServerPki, api_url: &str, user: &str) -> Res
 }
 
 /// A leader-election identity: the hostname and a random suffix, as upstream.
-fn identity() -> String {
+pub(crate) fn identity() -> String {
     let host = crate::server::hostname().unwrap_or_default();
     format!("{host}_{}", uuid::Uuid::new_v4())
 }

@@ -3,7 +3,7 @@
 //! logging, and a call into the library crates that do the work.
 
 mod control;
-mod duration;
+use kedge_agent::duration;
 mod endpoint;
 mod server;
 mod token;

@@ -98,6 +98,10 @@ pub struct ServerArgs {
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
 
+    /// How long the node client certificates issued to agents are valid.
+    #[arg(long, default_value = "8760h", value_parser = crate::duration::parse)]
+    pub node_certificate_validity: Duration,
+
     /// How long a node may go without renewing its Lease before it is
     /// marked Unknown and tainted unreachable.
     #[arg(long, default_value = "50s", value_parser = crate::duration::parse)]
@@ -207,9 +211,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         pki_options.extra_sans.push(san);
     }
     let tls_dir = kedge_pki::layout::tls_dir(&args.data_dir);
-    let pki =
+    let pki = Arc::new(
         kedge_pki::ServerPki::load_or_create(&tls_dir, &pki_options, std::time::SystemTime::now())
-            .context("set up the cluster certificates")?;
+            .context("set up the cluster certificates")?,
+    );
     let tls = kedge_apiserver::tls_config(&kedge_apiserver::TlsMaterial {
         cert_chain: pki.serving_cert_chain_der(),
         key_pkcs8: pki.serving_key_der().to_vec(),
@@ -239,6 +244,44 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     )
     .await
     .context("start the API server")?;
+
+    // Agents: the join token, and the tunnel on UDP <port> (QUIC) and, through the API
+    // listener's ALPN hand-over, TCP <port>.
+    let token = kedge_nodelink::tokens::ensure_server_token(
+        &api.registry,
+        pki.server_ca_pem(),
+        &args.data_dir,
+        std::time::SystemTime::now(),
+        |buf| rand::RngCore::fill_bytes(&mut rand::rng(), buf),
+    )
+    .await
+    .context("create the server's join token")?;
+    info!(
+        token_file = %kedge_nodelink::tokens::server_token_path(&args.data_dir).display(),
+        token_id = %token.id(),
+        "join token ready"
+    );
+    let link = kedge_nodelink::NodeLink::start(
+        &api,
+        pki.clone(),
+        Arc::new(kedge_datastore::SystemClock),
+        kedge_nodelink::LinkOptions {
+            quic_addr: Some(SocketAddr::new(args.bind_address, port)),
+            tcp_addr: None,
+            tunnel: kedge_tunnel::TunnelConfig::default(),
+            bootstrap: kedge_nodelink::bootstrap::BootstrapConfig {
+                node_cert_validity: args.node_certificate_validity,
+            },
+            server_id: crate::control::identity(),
+            advertise_address: advertise_address.clone(),
+        },
+    )
+    .await
+    .with_context(|| format!("listen for agents on UDP {port} (is another server using it?)"))?;
+    let handoff = Some(Arc::new(link.handoff()));
+    let mut tls = (*tls).clone();
+    tls.alpn_protocols.push(kedge_tunnel::ALPN.to_vec());
+    let tls = Arc::new(tls);
 
     let server_url = format!("https://{advertise_address}");
     kedge_pki::write_kubeconfig(
@@ -271,9 +314,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // The API stops serving only after the scheduler and the controllers
     // have stopped and released their Leases through it.
     let (api_stop, mut api_stopped) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(kedge_apiserver::serve(api, listener, tls, None, async move {
-        let _ = api_stopped.wait_for(|stop| *stop).await;
-    }));
+    let serving = tokio::spawn(kedge_apiserver::serve(
+        api,
+        listener,
+        tls,
+        handoff,
+        async move {
+            let _ = api_stopped.wait_for(|stop| *stop).await;
+        },
+    ));
     maintenance::run(store.clone(), maintenance, stopped()).await;
     if tokio::time::timeout(Duration::from_secs(5), control.join_all())
         .await
@@ -281,6 +330,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     {
         tracing::warn!("the scheduler and controllers did not stop within 5s");
     }
+    link.shutdown();
     let _ = api_stop.send(true);
     let _ = serving.await;
     info!("shutting down");

@@ -1,0 +1,482 @@
+//! The agent↔server link end to end, on loopback: the real `kedge server` and the real
+//! `kedge-agent` binaries, a join token, the tunnel, the sync into the agent's local
+//! store, reports back into the API, and the refusals of bootstrap.
+//!
+//! The agent binary is `kedge-agent` from the edge-agent package, found next to the
+//! `kedge` binary cargo built for these tests (`cargo test --workspace` builds both).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+
+/// The kedge-agent binary next to kedge's.
+fn agent_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_kedge")).with_file_name("kedge-agent");
+    assert!(
+        path.exists(),
+        "these tests run the real agent, expected at {}; build it with `cargo build -p kedge-agent` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// A running kedge-agent and its log.
+struct Agent {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Agent {
+    fn command(cluster: &Cluster, dir: &Path, node: &str, token: &str) -> Command {
+        let mut cmd = Command::new(agent_binary());
+        cmd.arg("--server")
+            .arg(cluster.server_url())
+            .arg("--token")
+            .arg(token)
+            .arg("--node-name")
+            .arg(node)
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--node-password-file")
+            .arg(dir.join("node-password"))
+            .args(["--lease-interval", "2s"])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn spawn(mut cmd: Command) -> Agent {
+        let mut child = cmd.spawn().expect("run kedge-agent");
+        let (tx, log) = mpsc::channel();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Agent {
+            child,
+            log,
+            seen: Vec::new(),
+        }
+    }
+
+    fn start(cluster: &Cluster, dir: &Path, node: &str, token: &str) -> Agent {
+        Agent::spawn(Agent::command(cluster, dir, node, token))
+    }
+
+    /// Waits for a log line containing `text`.
+    #[track_caller]
+    fn wait_log(&mut self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) = self.seen.iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "the agent did not log {text:?} within {within:?}; it said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything logged so far.
+    fn drain(&mut self) -> String {
+        while let Ok(line) = self.log.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// Waits for the agent to exit on its own, and returns its status and log.
+    #[track_caller]
+    fn exits(mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                let log = self.drain();
+                return (status, log);
+            }
+            if Instant::now() > deadline {
+                let log = self.drain();
+                let _ = self.child.kill();
+                panic!("the agent did not exit within {within:?}; it said:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server_token(cluster: &Cluster) -> String {
+    std::fs::read_to_string(cluster.data_dir.join("server").join("token"))
+        .expect("kedge server writes <data-dir>/server/token")
+        .trim()
+        .to_string()
+}
+
+/// `kedge token create` against the cluster.
+fn create_token(cluster: &Cluster, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .arg("token")
+        .arg("create")
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .arg("--data-dir")
+        .arg(&cluster.data_dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kedge token create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The (kind, namespace, name) rows of the agent's desired-state store.
+fn stored(dir: &Path) -> Vec<(i64, String, String)> {
+    let path = dir.join("agent").join("desired-state.db");
+    let Ok(db) =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    let Ok(mut q) = db.prepare("SELECT kind, namespace, name FROM objects ORDER BY kind, name")
+    else {
+        return Vec::new();
+    };
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// Kinds as the protocol numbers them.
+const POD: i64 = 1;
+const CONFIG_MAP: i64 = 2;
+const SECRET: i64 = 3;
+
+fn has(rows: &[(i64, String, String)], kind: i64, name: &str) -> bool {
+    rows.iter().any(|(k, _, n)| *k == kind && n == name)
+}
+
+#[track_caller]
+fn wait_store(dir: &Path, what: &str, accept: impl Fn(&[(i64, String, String)]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = stored(dir);
+        if accept(&rows) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the agent's store holds {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const POD_WITH_REFS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: pi-1
+  tolerations: [{key: node.kedge.io/no-runtime, operator: Exists}]
+  containers:
+  - name: c
+    image: busybox
+    envFrom: [{configMapRef: {name: web-config}}]
+    volumeMounts: [{name: s, mountPath: /s}]
+  volumes: [{name: s, secret: {secretName: web-secret}}]
+"#;
+
+#[test]
+fn an_agent_joins_syncs_its_objects_and_reports() {
+    let cluster = Cluster::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(&cluster, dir.path(), "pi-1", &server_token(&cluster));
+    agent.wait_log("joined; node certificate stored", Duration::from_secs(20));
+
+    // Registered, Ready, labelled, and renewing its Lease.
+    cluster.wait_for(
+        &[
+            "get",
+            "node",
+            "pi-1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        "the node registers Ready",
+        Duration::from_secs(20),
+        |s| s == "True",
+    );
+    let arch = cluster.ok(&[
+        "get",
+        "node",
+        "pi-1",
+        "-o",
+        "jsonpath={.metadata.labels.kubernetes\\.io/arch}",
+    ]);
+    assert_eq!(arch, kedge_agent_arch());
+    let first = cluster.ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        "pi-1",
+        "-o",
+        "jsonpath={.spec.renewTime}",
+    ]);
+    cluster.wait_for(
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            "pi-1",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ],
+        "the Lease is renewed",
+        Duration::from_secs(15),
+        |s| !s.is_empty() && s != first,
+    );
+
+    // The pod bound to it and what it references reach the local store; a Secret it
+    // does not use never does.
+    cluster.ok(&["create", "configmap", "web-config", "--from-literal=a=b"]);
+    cluster.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "web-secret",
+        "--from-literal=p=q",
+    ]);
+    cluster.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "not-for-pi",
+        "--from-literal=x=y",
+    ]);
+    cluster.ok_stdin(&["apply", "-f", "-"], POD_WITH_REFS);
+    wait_store(
+        dir.path(),
+        "the pod and its ConfigMap and Secret are synced",
+        |rows| {
+            has(rows, POD, "web")
+                && has(rows, CONFIG_MAP, "web-config")
+                && has(rows, SECRET, "web-secret")
+        },
+    );
+    assert!(
+        !has(&stored(dir.path()), SECRET, "not-for-pi"),
+        "a Secret no pod of the node uses was synced"
+    );
+
+    // Deleting the pod removes it and the objects only it used.
+    cluster.ok(&["delete", "pod", "web", "--grace-period=0", "--force"]);
+    wait_store(
+        dir.path(),
+        "the deleted pod and its references leave the store",
+        |rows| {
+            !has(rows, POD, "web")
+                && !has(rows, CONFIG_MAP, "web-config")
+                && !has(rows, SECRET, "web-secret")
+        },
+    );
+    assert!(
+        agent.drain().contains("full resync stored"),
+        "the first sync is a full one"
+    );
+}
+
+fn kedge_agent_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[test]
+fn after_a_server_restart_the_agent_resumes_without_a_full_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start_on(dir.path(), "", common::free_port());
+    let agent_dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(&cluster, agent_dir.path(), "pi-1", &server_token(&cluster));
+    cluster.ok(&["create", "configmap", "web-config", "--from-literal=a=b"]);
+    cluster.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "web-secret",
+        "--from-literal=p=q",
+    ]);
+    cluster.ok_stdin(&["apply", "-f", "-"], POD_WITH_REFS);
+    wait_store(agent_dir.path(), "the pod is synced", |rows| {
+        has(rows, POD, "web")
+    });
+    let full_before = agent.drain().matches("full resync stored").count();
+    assert_eq!(full_before, 1, "one full sync at the first connection");
+
+    cluster.restart();
+    // While the server was away nothing changed; after it, one change travels.
+    cluster.ok(&["label", "pod", "web", "changed=yes"]);
+    agent.wait_log(
+        "connected; registering the node and resuming the sync",
+        Duration::from_secs(5),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.drain().matches("connected; registering").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not reconnect: {}",
+            agent.drain()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = cluster_log_until(&cluster, "sync: resumed from", Duration::from_secs(30));
+    assert!(
+        !log.contains("sync: full resync"),
+        "the server did a full resync after its restart:\n{log}"
+    );
+    wait_store(agent_dir.path(), "the new pod label is synced", |_| {
+        store_object(agent_dir.path(), "web").contains("\"changed\":\"yes\"")
+    });
+    assert_eq!(
+        agent.drain().matches("full resync stored").count(),
+        1,
+        "the agent received a full resync after the restart"
+    );
+}
+
+/// The server's log lines up to one containing `text`.
+fn cluster_log_until(cluster: &Cluster, text: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match cluster.log.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.contains(text);
+                lines.push(line);
+                if done {
+                    return lines.join("\n");
+                }
+            }
+            Err(_) => panic!(
+                "the server did not log {text:?}; it said:\n{}",
+                lines.join("\n")
+            ),
+        }
+    }
+}
+
+fn store_object(dir: &Path, name: &str) -> String {
+    let path = dir.join("agent").join("desired-state.db");
+    let db =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    db.query_row(
+        "SELECT object FROM objects WHERE kind = 1 AND name = ?1",
+        [name],
+        |r| r.get::<_, Vec<u8>>(0),
+    )
+    .map(|b| String::from_utf8_lossy(&b).into_owned())
+    .unwrap_or_default()
+}
+
+#[test]
+fn bootstrap_refusals() {
+    let cluster = Cluster::sqlite();
+    let good = server_token(&cluster);
+
+    // A token whose CA hash is not this cluster's.
+    let (hash, rest) = good.trim_start_matches("K10").split_once("::").unwrap();
+    let wrong = format!("K10{}::{rest}", "0".repeat(hash.len()));
+    let dir = tempfile::tempdir().unwrap();
+    let (status, log) =
+        Agent::start(&cluster, dir.path(), "pi-1", &wrong).exits(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(log.contains("does not match the token's hash"), "{log}");
+    assert!(
+        !dir.path().join("agent").join("client-node.crt").exists(),
+        "a certificate was stored anyway"
+    );
+
+    // A short token without the insecure flag.
+    let (status, log) =
+        Agent::start(&cluster, dir.path(), "pi-1", rest).exits(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(log.contains("--insecure-skip-ca-hash"), "{log}");
+
+    // A revoked token.
+    let revoked = create_token(&cluster, &["--ttl", "1h"]);
+    let id = revoked
+        .rsplit_once("::")
+        .unwrap()
+        .1
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .args(["token", "delete", &id, "--kubeconfig"])
+        .arg(&cluster.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, log) =
+        Agent::start(&cluster, dir.path(), "pi-1", &revoked).exits(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(log.contains("Unauthenticated"), "{log}");
+
+    // An expired token.
+    let expired = create_token(&cluster, &["--ttl", "1s"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, log) =
+        Agent::start(&cluster, dir.path(), "pi-1", &expired).exits(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(log.contains("expired"), "{log}");
+
+    // The first machine takes the name; a second one with another node password cannot.
+    let mut first = Agent::start(&cluster, dir.path(), "pi-1", &good);
+    first.wait_log("joined; node certificate stored", Duration::from_secs(20));
+    let other = tempfile::tempdir().unwrap();
+    let (status, log) =
+        Agent::start(&cluster, other.path(), "pi-1", &good).exits(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(log.contains("already taken"), "{log}");
+    // The same machine (same password) may join again, e.g. after losing its certificate.
+    drop(first);
+    std::fs::remove_file(dir.path().join("agent").join("client-node.crt")).unwrap();
+    let mut again = Agent::start(&cluster, dir.path(), "pi-1", &good);
+    again.wait_log("joined; node certificate stored", Duration::from_secs(20));
+}

@@ -1,0 +1,316 @@
+//! The agent's main loop: join, dial, and keep the node's link alive.
+//!
+//! [`run`] joins (or reuses stored credentials) and starts the tunnel client. On every
+//! connection it (re)registers the Node, follows `Node.Sync` into the local store, sends
+//! the report queue, renews the node's Lease, and renews the node certificate when due.
+//! When the connection drops, all of that stops and starts again on the next one; the
+//! store keeps the desired state and the last acked revision, so the next `Sync` resumes
+//! from it. A renewed certificate is put to use by dialing again with it.
+//!
+//! There is no container runtime yet: the Node carries the taint
+//! `node.kedge.io/no-runtime:NoSchedule`, so nothing is scheduled onto it that would
+//! never run.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use kedge_proto::v1::node_client::NodeClient;
+use kedge_tunnel::{ClientOptions, State, TunnelClient};
+use serde_json::json;
+use tonic::transport::Channel;
+use tracing::{Instrument, info, warn};
+
+use crate::bootstrap::{self, AgentPaths, BootstrapOptions, NodeCredentials, RenewalPolicy};
+use crate::report::{ReportConfig, ReportQueue};
+use crate::store::Store;
+
+/// The taint that keeps pods off a node whose agent cannot run them yet.
+pub const NO_RUNTIME_TAINT: &str = "node.kedge.io/no-runtime";
+
+/// Everything the agent needs to run.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub bootstrap: BootstrapOptions,
+    /// Extra node labels (`--node-label`).
+    pub labels: BTreeMap<String, String>,
+    /// How often the node's Lease is renewed; its duration is four times this.
+    pub lease_interval: Duration,
+    /// How often the full node status is sent even when unchanged.
+    pub status_interval: Duration,
+    /// Report batching.
+    pub report: ReportConfig,
+    /// When the node certificate is renewed.
+    pub renewal: RenewalPolicy,
+}
+
+/// The agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Bootstrap(#[from] bootstrap::BootstrapError),
+    #[error("cannot open the local store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot start the tunnel: {0}")]
+    Tunnel(#[from] kedge_tunnel::TunnelError),
+    #[error("cannot resolve the server {server}; check --server")]
+    Resolve { server: String },
+}
+
+/// Where the desired-state store lives.
+pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
+    AgentPaths::new(data_dir).dir.join("desired-state.db")
+}
+
+/// Why a session on one connection ended.
+enum SessionEnd {
+    /// The connection (or one of its calls) failed; take the next connection.
+    Disconnected,
+    /// A new node certificate is stored; dial again with it.
+    Renewed(NodeCredentials),
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    options: AgentOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let mut creds = bootstrap::bootstrap(&options.bootstrap, SystemTime::now()).await?;
+    let server = bootstrap::ServerAddress::parse(&options.bootstrap.server)?;
+    let addr: SocketAddr = tokio::net::lookup_host((server.host.as_str(), server.port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| AgentError::Resolve {
+            server: server.to_string(),
+        })?;
+    let store = Store::open(store_path(&options.bootstrap.data_dir))?;
+    info!(
+        acked = store.acked().unwrap_or(0),
+        "local store opened; the sync resumes from its last acked revision"
+    );
+    let reports = Arc::new(ReportQueue::new(options.report.clone()));
+    tokio::pin!(shutdown);
+    'dial: loop {
+        let tunnel = TunnelClient::start(ClientOptions {
+            quic_addr: addr,
+            tcp_addr: addr,
+            config: options.bootstrap.tunnel.clone(),
+            tls: creds.client_tls(&server.host)?,
+        })?;
+        let mut state = tunnel.state();
+        loop {
+            let connection = tokio::select! {
+                _ = &mut shutdown => break 'dial,
+                c = tunnel.connected() => c?,
+            };
+            let span = tracing::info_span!(
+                "link",
+                node = %options.bootstrap.node_name,
+                transport = %connection.transport()
+            );
+            let channel = kedge_proto::transport::channel(connection.clone());
+            let session = session(&options, &creds, channel, &store, &reports);
+            let end = tokio::select! {
+                _ = &mut shutdown => break 'dial,
+                end = session.instrument(span) => end,
+                _ = state.wait_for(|s| !matches!(s, State::Connected { .. })) => SessionEnd::Disconnected,
+            };
+            match end {
+                SessionEnd::Renewed(new) => {
+                    creds = new;
+                    info!("the node certificate was renewed; dialing again with it");
+                    tunnel.shutdown();
+                    continue 'dial;
+                }
+                SessionEnd::Disconnected => {
+                    // Let the tunnel notice before taking its next connection.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        state.wait_for(|s| !matches!(s, State::Connected { .. })),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    info!("agent stopped");
+    Ok(())
+}
+
+/// Everything that runs while one connection is up.
+async fn session(
+    options: &AgentOptions,
+    creds: &NodeCredentials,
+    channel: Channel,
+    store: &Store,
+    reports: &Arc<ReportQueue>,
+) -> SessionEnd {
+    let node = &options.bootstrap.node_name;
+    let client = NodeClient::new(channel);
+    reports.node(node_object(node, &options.labels));
+    reports.lease(lease_duration(options.lease_interval));
+    info!("connected; registering the node and resuming the sync");
+
+    let sync = {
+        let client = client.clone();
+        let store = store.clone();
+        async move {
+            match crate::sync::run_sync(client, store).await {
+                Ok(()) => warn!("the sync stream ended; reconnecting"),
+                Err(e) => warn!(error = %e, "the sync stream failed; reconnecting"),
+            }
+        }
+    };
+    let send_reports = {
+        let mut client = client.clone();
+        let reports = reports.clone();
+        async move {
+            if let Err(e) = reports.run(&mut client).await {
+                warn!(error = %e, "reports cannot be sent; reconnecting");
+            }
+        }
+    };
+    let heartbeat = {
+        let reports = reports.clone();
+        async move {
+            let mut lease = tokio::time::interval(options.lease_interval);
+            let mut status = tokio::time::interval(options.status_interval);
+            lease.tick().await;
+            status.tick().await;
+            loop {
+                tokio::select! {
+                    _ = lease.tick() => reports.lease(lease_duration(options.lease_interval)),
+                    _ = status.tick() => reports.node(node_object(node, &options.labels)),
+                }
+            }
+        }
+    };
+    let renewal = async {
+        let paths = AgentPaths::new(&options.bootstrap.data_dir);
+        let mut client = client.clone();
+        loop {
+            let now = SystemTime::now();
+            let due = options.renewal.due_at(creds.not_before, creds.not_after);
+            if let Ok(wait) = due.duration_since(now) {
+                // Look again at least hourly: the wall clock of a device may jump.
+                tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
+                continue;
+            }
+            match bootstrap::renew(&mut client, &paths, node, creds).await {
+                Ok(new) => return new,
+                Err(e) => {
+                    warn!(error = %e, "cannot renew the node certificate; trying again in a minute");
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = sync => SessionEnd::Disconnected,
+        _ = send_reports => SessionEnd::Disconnected,
+        _ = heartbeat => SessionEnd::Disconnected,
+        new = renewal => SessionEnd::Renewed(new),
+    }
+}
+
+/// The Lease duration for a renew interval: four times it, as the kubelet's 40 s for 10 s.
+fn lease_duration(interval: Duration) -> i32 {
+    (interval.as_secs().max(1) * 4).min(i32::MAX as u64) as i32
+}
+
+/// The architecture as Kubernetes names it.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".to_string())
+}
+
+/// The Node this agent registers and keeps reporting, JSON.
+pub fn node_object(node: &str, extra_labels: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut labels = serde_json::Map::new();
+    labels.insert("kubernetes.io/arch".into(), go_arch().into());
+    labels.insert("kubernetes.io/os".into(), "linux".into());
+    labels.insert("kubernetes.io/hostname".into(), node.into());
+    for (k, v) in extra_labels {
+        labels.insert(k.clone(), v.clone().into());
+    }
+    let now = jiff_now();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node, "labels": labels},
+        "spec": {"taints": [{"key": NO_RUNTIME_TAINT, "effect": "NoSchedule"}]},
+        "status": {
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kedge-agent is connected (it runs no container runtime yet)",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }],
+            "nodeInfo": {
+                "architecture": go_arch(),
+                "operatingSystem": "linux",
+                "kernelVersion": kernel_version(),
+                "osImage": os_image(),
+                "kubeletVersion": concat!("v1.32.0-kedge-", env!("CARGO_PKG_VERSION")),
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Now, as metav1.Time writes it: RFC 3339 in UTC, whole seconds.
+fn jiff_now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_is_labelled_and_tainted() {
+        let mut extra = BTreeMap::new();
+        extra.insert("kedge.io/profile".to_string(), "rpi-4-2gb".to_string());
+        let node: serde_json::Value = serde_json::from_slice(&node_object("pi-1", &extra)).unwrap();
+        assert_eq!(node["metadata"]["name"], "pi-1");
+        assert_eq!(node["metadata"]["labels"]["kubernetes.io/arch"], go_arch());
+        assert_eq!(node["metadata"]["labels"]["kedge.io/profile"], "rpi-4-2gb");
+        assert_eq!(node["spec"]["taints"][0]["key"], NO_RUNTIME_TAINT);
+    }
+}
