@@ -11,6 +11,10 @@
 //! ([`CONTROL_PLANE_USERS`]) may do anything; every other authenticated user may read
 //! discovery, OpenAPI, health and version (upstream's `system:discovery` and
 //! `system:public-info-viewer` roles) and nothing else.
+//!
+//! The streaming subresources (pods' log, exec, attach and portforward, and
+//! the node proxy) reach into a node, so node users (`system:nodes`) never
+//! get them, whatever else they hold.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,6 +45,11 @@ impl User {
     /// One of the server's own components.
     pub fn is_control_plane(&self) -> bool {
         CONTROL_PLANE_USERS.contains(&self.name.as_str())
+    }
+
+    /// An agent's node identity.
+    pub fn is_node(&self) -> bool {
+        self.groups.iter().any(|g| g == "system:nodes")
     }
 }
 
@@ -174,12 +183,42 @@ fn split_csv(line: &str) -> Vec<String> {
 /// Decides whether `user` may make the request.
 pub fn authorize(user: &User, route: &Route) -> Result<(), ApiError> {
     match route {
+        Route::NodeProxy { verb, node, .. } => {
+            let req = ResourceRequest {
+                verb: *verb,
+                group: String::new(),
+                version: "v1".to_string(),
+                namespace: None,
+                resource: "nodes".to_string(),
+                name: Some(node.clone()),
+                subresource: Some("proxy".to_string()),
+            };
+            let attrs = Attributes::Resource {
+                verb: verb.as_str(),
+                group: "",
+                resource: "nodes",
+            };
+            if !user.is_node() && allowed(user, &attrs) {
+                Ok(())
+            } else {
+                Err(forbidden(user, &req))
+            }
+        }
         Route::Resource(req) => {
             let attrs = Attributes::Resource {
                 verb: req.verb.as_str(),
                 group: &req.group,
                 resource: &req.resource,
             };
+            let streaming = req.group.is_empty()
+                && req.resource == "pods"
+                && matches!(
+                    req.subresource.as_deref(),
+                    Some("log" | "exec" | "attach" | "portforward")
+                );
+            if streaming && user.is_node() {
+                return Err(forbidden(user, req));
+            }
             if allowed(user, &attrs) {
                 Ok(())
             } else {
@@ -268,6 +307,40 @@ fn forbidden(user: &User, req: &ResourceRequest) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::{Query, route};
+
+    #[test]
+    fn streams_are_for_masters_and_never_for_nodes() {
+        let user = |name: &str, groups: &[&str]| User {
+            name: name.into(),
+            uid: String::new(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        let admin = user("admin", &["system:masters"]);
+        let alice = user("alice", &[]);
+        let node = user("system:node:n1", &["system:nodes", "system:masters"]);
+        let get = http::Method::GET;
+        for path in [
+            "/api/v1/namespaces/default/pods/p/exec",
+            "/api/v1/namespaces/default/pods/p/log",
+            "/api/v1/namespaces/default/pods/p/portforward",
+            "/api/v1/nodes/n1/proxy/stats/summary",
+        ] {
+            let r = route(&get, path, &Query::default());
+            assert!(authorize(&admin, &r).is_ok(), "{path}");
+            assert_eq!(authorize(&alice, &r).unwrap_err().code, 403, "{path}");
+            assert_eq!(authorize(&node, &r).unwrap_err().code, 403, "{path}");
+        }
+        let r = route(
+            &get,
+            "/api/v1/nodes/n1/proxy/stats/summary",
+            &Query::default(),
+        );
+        assert_eq!(
+            authorize(&alice, &r).unwrap_err().message,
+            "nodes \"n1\" is forbidden: User \"alice\" cannot get resource \"nodes/proxy\" in API group \"\" at the cluster scope"
+        );
+    }
 
     #[test]
     fn token_file_parses_upstream_csv() {

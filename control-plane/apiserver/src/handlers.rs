@@ -183,6 +183,9 @@ async fn serve(
             crate::openapi::serve(&route, accept.as_deref(), &query)
         }
         Route::NotFound => Err(ApiError::path_not_found()),
+        Route::NodeProxy { node, path, .. } => {
+            crate::streams::node_proxy(server, req.method(), &node, &path).await
+        }
         Route::Resource(rr) => match reviews::find(&rr.group, &rr.version, &rr.resource) {
             Some(review) => {
                 if rr.namespace.is_some() || rr.name.is_some() || rr.subresource.is_some() {
@@ -447,6 +450,13 @@ async fn resource(
     } else {
         subresource(info, rr.subresource.as_deref())?
     };
+    if let (Some(sub), Some(ns)) = (sub, ns)
+        && info.group.is_empty()
+        && info.kind == "Pod"
+        && crate::streams::is_pod_stream(sub)
+    {
+        return crate::streams::pod(server, ns, &name, sub, &query, req).await;
+    }
     let content_type = content_type(&req);
 
     let respond = |w: Written| -> Response<Body> {
@@ -466,7 +476,9 @@ async fn resource(
                 let obj = registry.get(info, ns, &name, None).await?;
                 Ok(ok_json(&crate::scale::to_scale(&obj)))
             }
-            Some(other) => Err(no_agent(info, registry, ns, &name, other).await),
+            Some(_) => Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )),
         },
         Verb::List => {
             let opts = list_opts(&query)?;
@@ -501,7 +513,9 @@ async fn resource(
                             .await?;
                     Ok(json_response(201, &w, "application/json", &[]))
                 }
-                Some(other) => Err(no_agent(info, registry, ns, &name, other).await),
+                Some(_) => Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                )),
             }
         }
         Verb::Update => {
@@ -605,29 +619,6 @@ async fn resource(
 }
 
 pub use crate::scale::ScaleChange;
-
-/// log, exec, attach and port-forward reach the node's agent, which does
-/// not exist yet.
-async fn no_agent(
-    info: &ResourceInfo,
-    registry: &crate::registry::Registry,
-    ns: Option<&str>,
-    name: &str,
-    sub: Subresource,
-) -> ApiError {
-    match registry.get(info, ns, name, None).await {
-        Err(e) => e,
-        Ok(pod) => match pod.pointer("/spec/nodeName").and_then(Value::as_str) {
-            None | Some("") => {
-                ApiError::bad_request(format!("pod {name} does not have a host assigned"))
-            }
-            Some(node) => ApiError::unavailable(format!(
-                "{} for pod {name} needs the agent on node {node}, and no agent link to it exists",
-                sub.name()
-            )),
-        },
-    }
-}
 
 async fn watch_response(
     server: &Arc<ApiServer>,

@@ -15,10 +15,14 @@
 //! - [`cache`] and [`watch`]: one datastore watch fanned out to every API
 //!   watch, with bookmarks and 410 Gone.
 //! - [`namespaces`]: system namespaces and namespace deletion.
+//! - [`streams`]: log, exec, attach, port-forward and the node stats proxy,
+//!   spoken to kubectl over [`websocket`] and [`spdy`], carried to the agent
+//!   by a [`NodeStreams`] the node link installs.
 //! - [`discovery`], [`openapi`], [`output`], [`scale`], [`status`].
 //!
 //! Must not depend on: a particular datastore backend (it sees only the
-//! `Store` trait), the agent, or anything that needs a node.
+//! `Store` trait), the agent, or how a node is reached (it sees only the
+//! [`NodeStreams`] trait).
 
 pub mod allocator;
 pub mod auth;
@@ -26,6 +30,7 @@ pub mod cache;
 pub mod discovery;
 pub mod handlers;
 pub mod namespaces;
+pub mod nodestreams;
 pub mod object;
 pub mod openapi;
 pub mod output;
@@ -34,16 +39,20 @@ pub mod request;
 pub mod reviews;
 pub mod scale;
 pub mod server;
+pub mod spdy;
 pub mod status;
+pub mod streams;
 pub mod watch;
+pub mod websocket;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kedge_datastore::{Clock, Store};
 use serde_json::{Value, json};
 
 pub use auth::{TokenFile, User};
+pub use nodestreams::{NodeStreams, StreamError, StreamErrorKind};
 pub use server::{TlsMaterial, TunnelHandoff, serve, tls_config};
 
 /// The Kubernetes version kedge speaks.
@@ -79,6 +88,8 @@ pub struct ApiServer {
     pub config: Config,
     pub registry: registry::Registry,
     pub tokens: TokenFile,
+    /// How to reach the agents; installed once the node link runs.
+    node_streams: OnceLock<Arc<dyn NodeStreams>>,
 }
 
 /// The API server could not start.
@@ -120,7 +131,24 @@ impl ApiServer {
             config,
             registry,
             tokens,
+            node_streams: OnceLock::new(),
         }))
+    }
+
+    /// Installs the way to the agents. The node link starts after the API
+    /// server, so this comes after [`ApiServer::start`]; until then logs,
+    /// exec, attach, port-forward and the node proxy answer 503. Only the
+    /// first call takes effect: a second gets its argument back.
+    pub fn set_node_streams(
+        &self,
+        streams: Arc<dyn NodeStreams>,
+    ) -> Result<(), Arc<dyn NodeStreams>> {
+        self.node_streams.set(streams)
+    }
+
+    /// The way to the agents, once installed.
+    pub fn node_streams(&self) -> Option<Arc<dyn NodeStreams>> {
+        self.node_streams.get().cloned()
     }
 
     /// `/version`.

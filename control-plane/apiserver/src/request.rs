@@ -59,6 +59,12 @@ pub enum Route {
         version: String,
     },
     Resource(ResourceRequest),
+    /// `/api/v1/nodes/<node>/proxy/<path>`: the node's agent answers.
+    NodeProxy {
+        verb: Verb,
+        node: String,
+        path: String,
+    },
     Version,
     /// `/healthz`, `/livez`, `/readyz` and their `/<check>` children.
     Health(String),
@@ -121,6 +127,27 @@ pub fn route(method: &http::Method, path: &str, query: &Query) -> Route {
         if rest.len() > 2 && !matches!(rest[2].as_str(), "status" | "finalize") {
             rest.drain(..2);
         }
+    }
+    if group.is_empty()
+        && version == "v1"
+        && namespace.is_none()
+        && rest.len() >= 3
+        && rest[0] == "nodes"
+        && rest[2] == "proxy"
+    {
+        let verb = match method.as_str() {
+            "GET" | "HEAD" => Verb::Get,
+            "POST" => Verb::Create,
+            "PUT" => Verb::Update,
+            "PATCH" => Verb::Patch,
+            "DELETE" => Verb::Delete,
+            _ => return Route::NotFound,
+        };
+        return Route::NodeProxy {
+            verb,
+            node: rest[1].clone(),
+            path: rest[3..].join("/"),
+        };
     }
     if rest.is_empty() || rest.len() > 3 {
         return Route::NotFound;
@@ -359,6 +386,22 @@ mod tests {
             Route::NotFound
         );
         assert_eq!(r(Method::GET, "/nope", ""), Route::NotFound);
+        assert_eq!(
+            r(Method::GET, "/api/v1/nodes/n1/proxy/stats/summary", ""),
+            Route::NodeProxy {
+                verb: Verb::Get,
+                node: "n1".into(),
+                path: "stats/summary".into()
+            }
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/nodes/n1/proxy", ""),
+            Route::NodeProxy {
+                verb: Verb::Get,
+                node: "n1".into(),
+                path: String::new()
+            }
+        );
     }
 
     #[test]
