@@ -94,13 +94,22 @@ pub async fn run(
     let reports = Arc::new(ReportQueue::new(options.report.clone()));
     tokio::pin!(shutdown);
     'dial: loop {
-        let tunnel = TunnelClient::start(ClientOptions {
+        let tunnel = Arc::new(TunnelClient::start(ClientOptions {
             quic_addr: addr,
             tcp_addr: addr,
             config: options.bootstrap.tunnel.clone(),
             tls: creds.client_tls(&server.host)?,
-        })?;
+        })?);
         let mut state = tunnel.state();
+        // The server's reverse streams, on whichever connection is up.
+        let streams = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(crate::streams::AgentStreamsService::server(
+                    options.bootstrap.node_name.clone(),
+                ))
+                .serve_with_incoming(kedge_proto::transport::agent_incoming(tunnel.clone())),
+        );
+        let _streams = AbortOnDrop(streams);
         loop {
             let connection = tokio::select! {
                 _ = &mut shutdown => break 'dial,
@@ -138,6 +147,15 @@ pub async fn run(
     }
     info!("agent stopped");
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Everything that runs while one connection is up.

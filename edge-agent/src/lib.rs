@@ -6,6 +6,8 @@
 //!   hash, generate a key and a CSR, trade them for a node certificate, keep it renewed.
 //! - [`store`]: the local SQLite store of the node's desired state and the last revision
 //!   acked to the server, so that a restart, online or offline, resumes from it.
+//! - [`streams`]: what the server may call on the agent over reverse streams (logs,
+//!   exec, port-forward, stats).
 //! - [`sync`]: follows the server's `Node.Sync` stream into the store and acks.
 //! - [`report`]: batches node status, pod statuses, events and lease renewals for
 //!   `Node.Report`.
@@ -18,4 +20,5 @@ pub mod bootstrap;
 pub mod duration;
 pub mod report;
 pub mod store;
+pub mod streams;
 pub mod sync;

@@ -278,6 +278,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     )
     .await
     .with_context(|| format!("listen for agents on UDP {port} (is another server using it?)"))?;
+    if api
+        .set_node_streams(Arc::new(kedge_nodelink::streams::LinkStreams::new(
+            link.clone(),
+        )))
+        .is_err()
+    {
+        anyhow::bail!("the API server already has a way to the nodes");
+    }
     let handoff = Some(Arc::new(link.handoff()));
     let mut tls = (*tls).clone();
     tls.alpn_protocols.push(kedge_tunnel::ALPN.to_vec());

@@ -296,6 +296,22 @@ fn an_agent_joins_syncs_its_objects_and_reports() {
         "a Secret no pod of the node uses was synced"
     );
 
+    // The server reaches the agent over its tunnel, in reverse: the node's stats summary
+    // comes from the agent's /proc; logs need the container runtime it does not have
+    // yet, and kubectl shows that reason.
+    let summary = cluster.ok(&["get", "--raw", "/api/v1/nodes/pi-1/proxy/stats/summary"]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["node"]["nodeName"], "pi-1");
+    assert!(
+        summary["node"]["memory"]["availableBytes"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{summary}"
+    );
+    let refused = cluster.fails(&["logs", "web"]);
+    assert!(refused.contains("needs a container runtime"), "{refused}");
+
     // Deleting the pod removes it and the objects only it used.
     cluster.ok(&["delete", "pod", "web", "--grace-period=0", "--force"]);
     wait_store(

@@ -22,6 +22,9 @@
 //!   by its certificate, keeps the live tunnels for reverse streams, and records in the
 //!   datastore which server holds which node.
 //!
+//! - [`streams`]: the API server's logs, exec, port-forward and stats, as reverse
+//!   `AgentStreams` calls over the node's tunnel.
+//!
 //! Architecture invariant: every call on a `Node` connection is scoped to the node named
 //! by the connection's verified client certificate; nothing an agent sends can name
 //! another node's objects.
@@ -31,6 +34,7 @@ pub mod link;
 pub mod nodepassword;
 pub mod report;
 pub mod service;
+pub mod streams;
 pub mod sync;
 pub mod tokens;
 

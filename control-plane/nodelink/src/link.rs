@@ -68,6 +68,9 @@ pub enum LinkError {
 struct Agent {
     id: u64,
     connection: TunnelConnection,
+    /// gRPC to the agent over streams this server opens on its connection; one HTTP/2
+    /// connection, opened on first use, shared by every call.
+    channel: tonic::transport::Channel,
 }
 
 /// The server end of every agent link.
@@ -195,6 +198,12 @@ impl NodeLink {
         agents.get(node).map(|a| a.connection.clone())
     }
 
+    /// A gRPC channel to `node`'s agent over its live tunnel on this server.
+    pub fn agent_channel(&self, node: &str) -> Option<tonic::transport::Channel> {
+        let agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        agents.get(node).map(|a| a.channel.clone())
+    }
+
     /// The nodes whose tunnel this server holds.
     pub fn connected_nodes(&self) -> Vec<String> {
         let agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
@@ -212,7 +221,15 @@ impl NodeLink {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let previous = {
             let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
-            agents.insert(node.to_string(), Agent { id, connection })
+            let channel = kedge_proto::transport::channel(connection.clone());
+            agents.insert(
+                node.to_string(),
+                Agent {
+                    id,
+                    connection,
+                    channel,
+                },
+            )
         };
         if let Some(previous) = previous {
             info!(%node, "the node connected again; closing its previous connection");
