@@ -108,7 +108,7 @@ pub struct BootstrapOptions {
     pub insecure_skip_ca_hash: bool,
     /// Tunnel timers (the hardware profile).
     pub tunnel: TunnelConfig,
-    /// How long to wait for each tunnel connection.
+    /// How long to wait for each tunnel connection, and for each call on it.
     pub connect_timeout: Duration,
 }
 
@@ -305,12 +305,15 @@ pub async fn bootstrap(
         )?;
         let conn = connected(&tunnel, &server, options.connect_timeout).await?;
         let mut client = BootstrapClient::new(kedge_proto::transport::channel(conn));
-        client
-            .get_ca(GetCaRequest {})
-            .await
-            .map_err(|s| refused("GetCa", s))?
-            .into_inner()
-            .ca_pem
+        call(
+            &server,
+            options.connect_timeout,
+            client.get_ca(GetCaRequest {}),
+        )
+        .await
+        .map_err(|s| refused("GetCa", s))?
+        .into_inner()
+        .ca_pem
     };
 
     // 2. Its hash against the token.
@@ -342,16 +345,19 @@ pub async fn bootstrap(
         let tunnel = dial(options, &server, addr, tls)?;
         let conn = connected(&tunnel, &server, options.connect_timeout).await?;
         let mut client = BootstrapClient::new(kedge_proto::transport::channel(conn));
-        client
-            .join(JoinRequest {
+        call(
+            &server,
+            options.connect_timeout,
+            client.join(JoinRequest {
                 token: token.to_string(),
                 node_name: options.node_name.clone(),
                 node_password: password,
                 csr_der,
-            })
-            .await
-            .map_err(|s| refused("Join", s))?
-            .into_inner()
+            }),
+        )
+        .await
+        .map_err(|s| refused("Join", s))?
+        .into_inner()
     };
 
     // 4. Store.
@@ -398,6 +404,22 @@ async fn connected(
             ),
         }),
     }
+}
+
+/// A call with a deadline: a server that accepts the tunnel but never answers must not
+/// hang bootstrap.
+async fn call<T>(
+    server: &ServerAddress,
+    within: Duration,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    tokio::time::timeout(within, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "{server} did not answer within {within:?}"
+            )))
+        })
 }
 
 fn refused(call: &'static str, status: tonic::Status) -> BootstrapError {
