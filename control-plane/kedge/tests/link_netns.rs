@@ -934,7 +934,7 @@ fn truncated_and_tampered_tcp_streams_give_an_error_and_a_reconnect() {
     agent
         .log
         .wait_count("tunnel connection lost", lost + 2, Duration::from_secs(30));
-    server.ok(&["label", "pod", "web", "after=flip"]);
+    server.ok(&["label", "--overwrite", "pod", "web", "after=flip"]);
     agent.wait_store("a change after the flip", Duration::from_secs(30), |_| {
         stored_object(&dir, POD, "web").contains("\"after\":\"flip\"")
     });
@@ -950,6 +950,15 @@ fn truncated_and_tampered_tcp_streams_give_an_error_and_a_reconnect() {
         .filter(|l| l.contains("tunnel connection lost"))
         .collect();
     eprintln!("agent errors:\n{}", errors.join("\n"));
+    // The tampered record is refused by TLS (the server's bad_record_mac alert), and the
+    // agent says so, rather than reading garbage or hanging.
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("reason=tls") && l.contains("BadRecordMac")),
+        "no TLS error for the tampered stream:\n{}",
+        errors.join("\n")
+    );
     agent.assert_alive();
     server.assert_alive();
 }
