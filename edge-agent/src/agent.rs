@@ -211,7 +211,14 @@ async fn session(
         let mut client = client.clone();
         loop {
             let now = SystemTime::now();
-            let due = options.renewal.due_at(creds.not_before, creds.not_after);
+            // The server backdates certificates (for devices whose clocks lag), so their
+            // notBefore says little about when they were issued; the time the agent stored
+            // the file does. Judge the lifetime from the later of the two.
+            let issued = std::fs::metadata(paths.cert())
+                .and_then(|m| m.modified())
+                .map(|stored| stored.max(creds.not_before))
+                .unwrap_or(creds.not_before);
+            let due = options.renewal.due_at(issued, creds.not_after);
             if let Ok(wait) = due.duration_since(now) {
                 // Look again at least hourly: the wall clock of a device may jump.
                 tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;

@@ -496,3 +496,45 @@ fn bootstrap_refusals() {
     let mut again = Agent::start(&cluster, dir.path(), "pi-1", &good);
     again.wait_log("joined; node certificate stored", Duration::from_secs(20));
 }
+
+#[test]
+fn the_node_certificate_renews_over_the_live_tunnel() {
+    // Node certificates that live one minute: the agent renews when a third is left.
+    let dir = tempfile::tempdir().unwrap();
+    let cluster =
+        Cluster::start_with_args(dir.path(), "", 0, &["--node-certificate-validity", "60s"]);
+    let agent_dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(&cluster, agent_dir.path(), "pi-1", &server_token(&cluster));
+    agent.wait_log("joined; node certificate stored", Duration::from_secs(20));
+    let cert = agent_dir.path().join("agent").join("client-node.crt");
+    let first = std::fs::read_to_string(&cert).unwrap();
+    agent.wait_log("renewed the node certificate", Duration::from_secs(60));
+    agent.wait_log("dialing again with it", Duration::from_secs(5));
+    let second = std::fs::read_to_string(&cert).unwrap();
+    assert_ne!(first, second, "the stored certificate did not change");
+    // Renewed once, not in a loop, and the node stays connected with the new one.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = agent.drain();
+    assert_eq!(
+        log.matches("renewed the node certificate").count(),
+        1,
+        "{log}"
+    );
+    let connects = log.matches("connected; registering").count();
+    assert!(
+        connects >= 2,
+        "the agent did not reconnect with the new certificate:\n{log}"
+    );
+    cluster.wait_for(
+        &[
+            "get",
+            "node",
+            "pi-1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        "the node stays Ready",
+        Duration::from_secs(10),
+        |s| s == "True",
+    );
+}
