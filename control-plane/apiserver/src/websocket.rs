@@ -215,10 +215,8 @@ pub fn tunnel(socket: Socket) -> DuplexStream {
         let from_socket = async {
             while let Some(Ok(msg)) = source.next().await {
                 match msg {
-                    Message::Binary(data) => {
-                        if write_half.write_all(&data).await.is_err() {
-                            break;
-                        }
+                    Message::Binary(data) if write_half.write_all(&data).await.is_err() => {
+                        break;
                     }
                     Message::Close(_) => break,
                     _ => {}
