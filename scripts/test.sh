@@ -11,4 +11,7 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 step "cargo test"
+# The link tests run the real kedge-agent binary next to kedge's; cargo builds a
+# package's binaries only for its own integration tests, so build it first.
+cargo build --locked -p kedge-agent --bin kedge-agent
 cargo test --locked --workspace
