@@ -123,9 +123,13 @@ impl StreamError {
     /// the kubelet's 404s.
     pub fn to_api_error(&self) -> ApiError {
         match self.kind {
-            StreamErrorKind::NodeNotConnected => {
-                ApiError::internal(format!("error dialing backend: {}", self.message))
-            }
+            // Upstream's proxy answers these without the "Internal error occurred"
+            // prefix, and kubectl prints "Error from server: error dialing backend: …".
+            StreamErrorKind::NodeNotConnected => ApiError::new(
+                500,
+                "InternalError",
+                format!("error dialing backend: {}", self.message),
+            ),
             StreamErrorKind::NotFound => ApiError::new(404, "NotFound", self.message.clone()),
             StreamErrorKind::Failed => ApiError::internal(self.message.clone()),
         }
