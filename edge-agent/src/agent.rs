@@ -121,7 +121,7 @@ pub async fn run(
                 transport = %connection.transport()
             );
             let channel = kedge_proto::transport::channel(connection.clone());
-            let session = session(&options, &creds, channel, &store, &reports);
+            let session = session(&options, &creds, channel, &store, &reports, addr);
             let end = tokio::select! {
                 _ = &mut shutdown => break 'dial,
                 end = session.instrument(span) => end,
@@ -165,10 +165,12 @@ async fn session(
     channel: Channel,
     store: &Store,
     reports: &Arc<ReportQueue>,
+    server: SocketAddr,
 ) -> SessionEnd {
     let node = &options.bootstrap.node_name;
     let client = NodeClient::new(channel);
-    reports.node(node_object(node, &options.labels));
+    let address = internal_ip(server);
+    reports.node(node_object(node, &options.labels, address));
     reports.lease(lease_duration(options.lease_interval));
     info!("connected; registering the node and resuming the sync");
 
@@ -201,7 +203,7 @@ async fn session(
             loop {
                 tokio::select! {
                     _ = lease.tick() => reports.lease(lease_duration(options.lease_interval)),
-                    _ = status.tick() => reports.node(node_object(node, &options.labels)),
+                    _ = status.tick() => reports.node(node_object(node, &options.labels, address)),
                 }
             }
         }
@@ -273,8 +275,25 @@ fn os_image() -> String {
         .unwrap_or_else(|| "Linux".to_string())
 }
 
+/// The address this machine reaches the server from: the source address the kernel
+/// picks for a datagram to it (nothing is sent). That is the node's InternalIP.
+pub fn internal_ip(server: SocketAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(server).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
 /// The Node this agent registers and keeps reporting, JSON.
-pub fn node_object(node: &str, extra_labels: &BTreeMap<String, String>) -> Vec<u8> {
+pub fn node_object(
+    node: &str,
+    extra_labels: &BTreeMap<String, String>,
+    address: Option<std::net::IpAddr>,
+) -> Vec<u8> {
     let mut labels = serde_json::Map::new();
     labels.insert("kubernetes.io/arch".into(), go_arch().into());
     labels.insert("kubernetes.io/os".into(), "linux".into());
@@ -283,6 +302,11 @@ pub fn node_object(node: &str, extra_labels: &BTreeMap<String, String>) -> Vec<u
         labels.insert(k.clone(), v.clone().into());
     }
     let now = jiff_now();
+    let mut addresses = Vec::new();
+    if let Some(ip) = address {
+        addresses.push(json!({"type": "InternalIP", "address": ip.to_string()}));
+    }
+    addresses.push(json!({"type": "Hostname", "address": node}));
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -309,6 +333,7 @@ pub fn node_object(node: &str, extra_labels: &BTreeMap<String, String>) -> Vec<u
                 "systemUUID": "",
                 "bootID": "",
             },
+            "addresses": addresses,
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
         },
     })
@@ -332,10 +357,14 @@ mod tests {
     fn the_node_is_labelled_and_tainted() {
         let mut extra = BTreeMap::new();
         extra.insert("kedge.io/profile".to_string(), "rpi-4-2gb".to_string());
-        let node: serde_json::Value = serde_json::from_slice(&node_object("pi-1", &extra)).unwrap();
+        let node: serde_json::Value =
+            serde_json::from_slice(&node_object("pi-1", &extra, Some([10, 0, 0, 7].into())))
+                .unwrap();
         assert_eq!(node["metadata"]["name"], "pi-1");
         assert_eq!(node["metadata"]["labels"]["kubernetes.io/arch"], go_arch());
         assert_eq!(node["metadata"]["labels"]["kedge.io/profile"], "rpi-4-2gb");
         assert_eq!(node["spec"]["taints"][0]["key"], NO_RUNTIME_TAINT);
+        assert_eq!(node["status"]["addresses"][0]["address"], "10.0.0.7");
+        assert_eq!(node["status"]["addresses"][0]["type"], "InternalIP");
     }
 }

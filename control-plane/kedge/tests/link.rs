@@ -240,6 +240,17 @@ fn an_agent_joins_syncs_its_objects_and_reports() {
         "jsonpath={.metadata.labels.kubernetes\\.io/arch}",
     ]);
     assert_eq!(arch, kedge_agent_arch());
+    let ip = cluster.ok(&[
+        "get",
+        "node",
+        "pi-1",
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    assert_eq!(
+        ip, "127.0.0.1",
+        "the node reports the address it reaches the server from"
+    );
     let first = cluster.ok(&[
         "get",
         "lease",
