@@ -128,6 +128,23 @@ impl Drop for Agent {
     }
 }
 
+/// Waits until `node`'s Ready condition is True.
+#[track_caller]
+fn wait_ready(cluster: &Cluster, node: &str, what: &str, within: Duration) {
+    cluster.wait_for(
+        &[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        what,
+        within,
+        |s| s == "True",
+    );
+}
+
 fn server_token(cluster: &Cluster) -> String {
     std::fs::read_to_string(cluster.data_dir.join("server").join("token"))
         .expect("kedge server writes <data-dir>/server/token")
@@ -220,17 +237,11 @@ fn an_agent_joins_syncs_its_objects_and_reports() {
     agent.wait_log("joined; node certificate stored", Duration::from_secs(20));
 
     // Registered, Ready, labelled, and renewing its Lease.
-    cluster.wait_for(
-        &[
-            "get",
-            "node",
-            "pi-1",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ],
+    wait_ready(
+        &cluster,
+        "pi-1",
         "the node registers Ready",
         Duration::from_secs(20),
-        |s| s == "True",
     );
     let arch = cluster.ok(&[
         "get",
@@ -536,16 +547,10 @@ fn the_node_certificate_renews_over_the_live_tunnel() {
         connects >= 2,
         "the agent did not reconnect with the new certificate:\n{log}"
     );
-    cluster.wait_for(
-        &[
-            "get",
-            "node",
-            "pi-1",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ],
+    wait_ready(
+        &cluster,
+        "pi-1",
         "the node stays Ready",
         Duration::from_secs(10),
-        |s| s == "True",
     );
 }
