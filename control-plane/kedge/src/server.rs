@@ -306,6 +306,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         info!("the local agent is not part of this release yet; running the control plane alone");
     }
     info!(listen = %listen, server = %server_url, "Kubernetes API ready");
+    // The token itself never goes to the log: it names the file that holds it.
+    info!(
+        "to join a device: kedge-agent --server {server_url} --token \"$(sudo cat {})\"",
+        kedge_nodelink::tokens::server_token_path(&args.data_dir).display()
+    );
 
     let control = crate::control::start(
         &pki,
