@@ -205,6 +205,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 
     let mut pki_options = kedge_pki::PkiOptions { extra_sans: sans };
     pki_options.extra_sans.push(kedge_pki::San::Ip(advertise));
+    if !args.bind_address.is_unspecified() {
+        // The server's own components dial the address it listens on.
+        pki_options
+            .extra_sans
+            .push(kedge_pki::San::Ip(args.bind_address));
+    }
     if let Some(host) = hostname()
         && let Ok(san) = host.parse::<kedge_pki::San>()
     {
@@ -315,7 +321,19 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let control = crate::control::start(
         &pki,
         crate::control::ControlPlaneOptions {
-            api_url: format!("https://127.0.0.1:{port}"),
+            // Loopback when the API listens on every address; otherwise the one it
+            // listens on, since nothing answers on 127.0.0.1 then.
+            api_url: format!(
+                "https://{}",
+                SocketAddr::new(
+                    if args.bind_address.is_unspecified() {
+                        IpAddr::V4(Ipv4Addr::LOCALHOST)
+                    } else {
+                        args.bind_address
+                    },
+                    port
+                )
+            ),
             run_scheduler: !args.disable_scheduler,
             run_controllers: !args.disable_controller_manager,
             controllers: controller_config,
