@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kedge_proto::v1::node_client::NodeClient;
-use kedge_tunnel::{ClientOptions, State, TunnelClient};
+use kedge_tunnel::{ClientOptions, TunnelClient};
 use serde_json::json;
 use tonic::transport::Channel;
 use tracing::{Instrument, info, warn};
@@ -100,7 +100,6 @@ pub async fn run(
             config: options.bootstrap.tunnel.clone(),
             tls: creds.client_tls(&server.host)?,
         })?);
-        let mut state = tunnel.state();
         // The server's reverse streams, on whichever connection is up.
         let streams = tokio::spawn(
             tonic::transport::Server::builder()
@@ -115,6 +114,12 @@ pub async fn run(
                 _ = &mut shutdown => break 'dial,
                 c = tunnel.connected() => c?,
             };
+            // The tunnel client may still hand out the connection that just ended until
+            // it notices; wait for a live one rather than spin on a dead one.
+            if connection.close_reason().is_some() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             let span = tracing::info_span!(
                 "link",
                 node = %options.bootstrap.node_name,
@@ -125,7 +130,9 @@ pub async fn run(
             let end = tokio::select! {
                 _ = &mut shutdown => break 'dial,
                 end = session.instrument(span) => end,
-                _ = state.wait_for(|s| !matches!(s, State::Connected { .. })) => SessionEnd::Disconnected,
+                // This connection, not the client's state: the two are updated apart, and
+                // the state may still say "connecting" when the connection is handed out.
+                _ = connection.closed() => SessionEnd::Disconnected,
             };
             match end {
                 SessionEnd::Renewed(new) => {
@@ -135,12 +142,13 @@ pub async fn run(
                     continue 'dial;
                 }
                 SessionEnd::Disconnected => {
-                    // Let the tunnel notice before taking its next connection.
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        state.wait_for(|s| !matches!(s, State::Connected { .. })),
-                    )
-                    .await;
+                    // The connection ended, or a call on it did (the server may end a
+                    // sync stream that fell behind): start over, on this connection if it
+                    // still lives, after a pause so that a failing call does not spin.
+                    tokio::select! {
+                        _ = connection.closed() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                 }
             }
         }
