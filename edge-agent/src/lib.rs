@@ -6,6 +6,7 @@
 //!   hash, generate a key and a CSR, trade them for a node certificate, keep it renewed.
 //! - [`store`]: the local SQLite store of the node's desired state and the last revision
 //!   acked to the server, so that a restart, online or offline, resumes from it.
+//! - [`pods`]: the pod manager (the kubelet part): runs the node's pods on containerd.
 //! - [`streams`]: what the server may call on the agent over reverse streams (logs,
 //!   exec, port-forward, stats).
 //! - [`sync`]: follows the server's `Node.Sync` stream into the store and acks.
@@ -18,6 +19,7 @@
 pub mod agent;
 pub mod bootstrap;
 pub mod duration;
+pub mod pods;
 pub mod report;
 pub mod store;
 pub mod streams;

@@ -1,0 +1,16 @@
+//! The pod manager: the kubelet part of the agent.
+//!
+//! It runs the pods bound to this node (from the local desired-state store, so it works
+//! with or without a server) on containerd, and reports their status.
+//!
+//! - [`runtime`]: what the manager sees of the container runtime and asks of it, in the
+//!   CRI's terms (sandboxes, containers, attempts).
+//! - [`plan`]: what to do next for one pod, a pure function (the kubelet's
+//!   `computePodActions`).
+//! - [`status`]: the pod's status from what the runtime holds, a pure function.
+//! - [`backoff`]: CrashLoopBackOff.
+
+pub mod backoff;
+pub mod plan;
+pub mod runtime;
+pub mod status;
