@@ -1,0 +1,7 @@
+//! Registry pulls (being written).
+#[derive(Debug, Clone, Default)]
+pub struct Registries;
+#[derive(Debug, Clone, Copy)]
+pub enum PullPolicy {
+    Always,
+}
