@@ -9,8 +9,10 @@
 //!   `computePodActions`).
 //! - [`status`]: the pod's status from what the runtime holds, a pure function.
 //! - [`backoff`]: CrashLoopBackOff.
+//! - [`probe`]: liveness, readiness and startup probes: running them and their thresholds.
 
 pub mod backoff;
 pub mod plan;
+pub mod probe;
 pub mod runtime;
 pub mod status;
