@@ -312,9 +312,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         info!("the local agent is not part of this release yet; running the control plane alone");
     }
     info!(listen = %listen, server = %server_url, "Kubernetes API ready");
-    // The token itself never goes to the log: it names the file that holds it.
+    // The token itself never goes to the log: the line names the file that holds it.
+    // install.sh comes with the kedge-agent packages (docs/packaging.md).
     info!(
-        "to join a device: kedge-agent --server {server_url} --token \"$(sudo cat {})\"",
+        "to join a device, run on it: sudo /usr/share/kedge-agent/install.sh --server {server_url} --token <the token in {}> (from the tarball: sudo ./install.sh ...)",
         kedge_nodelink::tokens::server_token_path(&args.data_dir).display()
     );
 
