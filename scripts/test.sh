@@ -15,3 +15,9 @@ step "cargo test"
 # package's binaries only for its own integration tests, so build it first.
 cargo build --locked -p kedge-agent --bin kedge-agent
 cargo test --locked --workspace
+step "kedge-agent cross-built for arm64, against its size budget"
+# Debian's rustc-web with -Zbuild-std and the aarch64 gcc (scripts/setup-cross.sh); the
+# budget is edge-agent/packaging/size-budget. The other arches, the packages and their
+# acceptance under qemu: sudo scripts/accept-packages.sh (docs/packaging.md).
+scripts/setup-cross.sh --only-build arm64
+scripts/build-agent.sh --arch arm64 --no-pause --check-budget --locked
