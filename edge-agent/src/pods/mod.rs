@@ -8,11 +8,21 @@
 //! - [`plan`]: what to do next for one pod, a pure function (the kubelet's
 //!   `computePodActions`).
 //! - [`status`]: the pod's status from what the runtime holds, a pure function.
-//! - [`backoff`]: CrashLoopBackOff.
+//! - [`manager`]: one worker per pod the node should run; cleanup of the rest.
+//! - [`worker`]: syncs one pod: decide, act, report; terminates it when deleted.
+//! - [`events`]: the kubelet's events about pods.
+//! - [`backoff`]: CrashLoopBackOff, the wait before a failed container starts again.
 //! - [`probe`]: liveness, readiness and startup probes: running them and their thresholds.
 
 pub mod backoff;
+pub mod events;
+#[cfg(test)]
+pub mod fake;
+pub mod manager;
 pub mod plan;
 pub mod probe;
 pub mod runtime;
 pub mod status;
+#[cfg(test)]
+mod tests;
+pub mod worker;

@@ -108,6 +108,14 @@ impl PodObserved {
     }
 }
 
+/// A pod as the runtime's labels name it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PodRef {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+}
+
 /// A stable hash of a container's spec: a container whose spec changed is restarted
 /// (the kubelet's "Container spec hash changed").
 pub fn container_hash(container: &Container) -> String {
@@ -178,8 +186,11 @@ pub trait PodRuntime: Send + Sync + std::fmt::Debug + 'static {
     /// Everything the runtime holds for the pod with this uid.
     async fn observe(&self, pod_uid: &str) -> Result<PodObserved, RuntimeError>;
 
-    /// The uids of every pod the runtime holds anything for.
-    async fn pod_uids(&self) -> Result<Vec<String>, RuntimeError>;
+    /// Every pod the runtime holds anything for.
+    async fn pods(&self) -> Result<Vec<PodRef>, RuntimeError>;
+
+    /// The uids of pods one of whose containers exited, as it happens.
+    fn exits(&self) -> tokio::sync::broadcast::Receiver<String>;
 
     /// Creates and starts a sandbox (network namespace, network, pause process).
     async fn run_sandbox(&self, pod: &Pod, attempt: u32) -> Result<SandboxStatus, RuntimeError>;
@@ -187,7 +198,8 @@ pub trait PodRuntime: Send + Sync + std::fmt::Debug + 'static {
     /// Stops a sandbox's pause process and tears down its network; idempotent.
     async fn stop_sandbox(&self, pod: &Pod, sandbox_id: &str) -> Result<(), RuntimeError>;
 
-    /// Removes a stopped sandbox and everything of it; idempotent.
+    /// Removes a stopped sandbox: its pause container and network namespace. The pod's
+    /// other containers stay (their last states are still reported); idempotent.
     async fn remove_sandbox(&self, pod_uid: &str, sandbox_id: &str) -> Result<(), RuntimeError>;
 
     /// Makes sure the container's image is present, pulling it as its pull policy

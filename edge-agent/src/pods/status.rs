@@ -309,10 +309,10 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
     let init_specs = spec.init_containers.clone().unwrap_or_default();
     let init_statuses = container_statuses(input, &init_specs, true, false);
     let incomplete_inits = names_where(&init_statuses, |s| {
-        !s.state
+        s.state
             .as_ref()
             .and_then(|st| st.terminated.as_ref())
-            .is_some_and(|t| t.exit_code == 0)
+            .is_none_or(|t| t.exit_code != 0)
     });
     let initializing = !incomplete_inits.is_empty();
     let app_statuses = container_statuses(input, &spec.containers, false, initializing);
