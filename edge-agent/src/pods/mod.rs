@@ -10,6 +10,7 @@
 //! - [`status`]: the pod's status from what the runtime holds, a pure function.
 //! - [`manager`]: one worker per pod the node should run; cleanup of the rest.
 //! - [`worker`]: syncs one pod: decide, act, report; terminates it when deleted.
+//! - [`static_pods`]: pods from manifest files, run with or without a server.
 //! - [`events`]: the kubelet's events about pods.
 //! - [`backoff`]: CrashLoopBackOff, the wait before a failed container starts again.
 //! - [`probe`]: liveness, readiness and startup probes: running them and their thresholds.
@@ -22,6 +23,7 @@ pub mod manager;
 pub mod plan;
 pub mod probe;
 pub mod runtime;
+pub mod static_pods;
 pub mod status;
 #[cfg(test)]
 mod tests;
