@@ -23,6 +23,8 @@ as_root() {
 #   pkg-config, curl, ca-certificates, procps   small tools the scripts and tests call
 #   python3, python3-venv  the official Python client's tests (a virtualenv, filled from PyPI)
 #   iproute2, nftables  network namespaces, veth pairs and packet filters for the tunnel tests
+#   containerd, runc, busybox-static  the agent's runtime; its tests run real containers from
+#                       a busybox image built from /bin/busybox (ctr comes with containerd)
 need_packages=()
 check() { # check <package> <probe...>
   local pkg=$1; shift
@@ -42,6 +44,9 @@ check python3 test -x /usr/bin/python3
 check python3-venv /usr/bin/python3 -c 'import venv, ensurepip'
 check iproute2 command -v ip
 check nftables command -v nft
+check containerd command -v containerd-shim-runc-v2
+check runc command -v runc
+check busybox-static sh -c 'ldd /bin/busybox 2>&1 | grep -q "not a dynamic"'
 
 if [ ${#need_packages[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "missing ${need_packages[*]} and no apt-get: install them by hand"
