@@ -390,7 +390,8 @@ mod tests {
             total_bytes: 1000,
             available_bytes: 100,
         };
-        assert_eq!(bytes_to_free(u, 85, 80), Some(700));
+        assert_eq!(bytes_to_free(u, 85, 80), Some(100));
+        assert_eq!(bytes_to_free(u, 85, 20), Some(700));
         assert_eq!(bytes_to_free(u, 95, 80), None);
         let empty = FsUsage {
             total_bytes: 0,

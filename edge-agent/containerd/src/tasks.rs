@@ -19,7 +19,7 @@ use containerd_client::services::v1::{
     DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetRequest, KillRequest,
     ListContainersRequest, ResizePtyRequest, StartRequest, SubscribeRequest, WaitRequest,
 };
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio::net::unix::pipe;
 
 use crate::client::{Client, RUNC_V2, RuncOptions};
@@ -668,7 +668,7 @@ impl Client {
     /// with [`Client::task_status`], as exits during the gap are not replayed).
     pub async fn exit_events(
         &self,
-    ) -> Result<impl Stream<Item = Result<ExitEvent>> + Send + 'static + use<>> {
+    ) -> Result<futures::stream::BoxStream<'static, Result<ExitEvent>>> {
         let filter = format!(
             "topic==\"/tasks/exit\",namespace=={}",
             quote_filter(&self.config.namespace)
@@ -681,26 +681,30 @@ impl Client {
             .await
             .map_err(|e| Error::containerd("subscribe", "/tasks/exit", e))?
             .into_inner();
-        Ok(stream.filter_map(|env| async move {
-            let env = match env {
-                Ok(e) => e,
-                Err(e) => return Some(Err(Error::containerd("event stream", "/tasks/exit", e))),
-            };
-            let any = env.event?;
-            let ev = <containerd_client::events::TaskExit as prost::Message>::decode(
-                any.value.as_slice(),
-            )
-            .ok()?;
-            Some(Ok(ExitEvent {
-                container_id: ev.container_id,
-                process_id: ev.id,
-                pid: ev.pid,
-                exit: Exit {
-                    code: ev.exit_status,
-                    exited_at: ts(&ev.exited_at),
-                },
-            }))
-        }))
+        Ok(stream
+            .filter_map(|env| async move {
+                let env = match env {
+                    Ok(e) => e,
+                    Err(e) => {
+                        return Some(Err(Error::containerd("event stream", "/tasks/exit", e)));
+                    }
+                };
+                let any = env.event?;
+                let ev = <containerd_client::events::TaskExit as prost::Message>::decode(
+                    any.value.as_slice(),
+                )
+                .ok()?;
+                Some(Ok(ExitEvent {
+                    container_id: ev.container_id,
+                    process_id: ev.id,
+                    pid: ev.pid,
+                    exit: Exit {
+                        code: ev.exit_status,
+                        exited_at: ts(&ev.exited_at),
+                    },
+                }))
+            })
+            .boxed())
     }
 }
 
