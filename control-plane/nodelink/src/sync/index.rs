@@ -255,6 +255,11 @@ pub fn plan_catch_up<E: PlanEvent>(
             ObjectKind::Service | ObjectKind::EndpointSlice => {
                 items.push(ev.item(key.clone()));
             }
+            ObjectKind::Node => {
+                if key.name == node {
+                    items.push(ev.item(key.clone()));
+                }
+            }
             ObjectKind::Unspecified => {}
         }
     }

@@ -164,6 +164,7 @@ static KINDS: LazyLock<Kinds> = LazyLock::new(|| {
             "discovery.k8s.io",
             "endpointslices",
         ),
+        (ObjectKind::Node, "", "nodes"),
     ];
     let table = wanted
         .into_iter()
@@ -188,6 +189,11 @@ pub fn resource(kind: ObjectKind) -> Option<&'static ResourceInfo> {
 pub fn object_key(key: &str) -> Option<ObjectKey> {
     KINDS.table.iter().find_map(|(kind, _, prefix)| {
         let rest = key.strip_prefix(prefix.as_str())?;
+        if *kind == ObjectKind::Node {
+            // Cluster-scoped: the key ends with the name.
+            return (!rest.is_empty() && !rest.contains('/'))
+                .then(|| ObjectKey::new(*kind, "", rest));
+        }
         let (ns, name) = rest.split_once('/')?;
         (!name.contains('/')).then(|| ObjectKey::new(*kind, ns, name))
     })
@@ -198,6 +204,20 @@ fn revision_of(obj: &Value) -> u64 {
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .unwrap_or_default()
+}
+
+/// Whether an update of a Node changed only its status (heartbeats, conditions,
+/// images): the agent has no use for those, and they are most of a node's writes.
+fn status_only(ev: &CachedEvent) -> bool {
+    let Some(prev) = &ev.prev else {
+        return false;
+    };
+    let same = |path: &str| ev.object.pointer(path) == prev.pointer(path);
+    !is_delete(ev)
+        && same("/spec")
+        && same("/metadata/labels")
+        && same("/metadata/annotations")
+        && same("/metadata/deletionTimestamp")
 }
 
 fn upsert(key: &ObjectKey, obj: &Value) -> Change {
@@ -575,11 +595,8 @@ impl SyncHub {
         let Some(info) = resource(key.kind) else {
             return Ok(None);
         };
-        match self
-            .registry
-            .get(info, Some(&key.namespace), &key.name, None)
-            .await
-        {
+        let namespace = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+        match self.registry.get(info, namespace, &key.name, None).await {
             Ok(obj) => Ok(Some(obj)),
             Err(e) if e.code == 404 => Ok(None),
             Err(e) => Err(Status::unavailable(format!(
@@ -639,6 +656,10 @@ impl SyncHub {
             .await?;
         self.list_all(ObjectKind::EndpointSlice, &all, &mut changes)
             .await?;
+        let own = ObjectKey::new(ObjectKind::Node, "", node);
+        if let Some(obj) = self.fetch(&own).await? {
+            changes.push(upsert(&own, &obj));
+        }
         Ok(SyncBatch {
             revision: h as u64,
             reset: true,
@@ -688,6 +709,11 @@ impl SyncHub {
                 ObjectKind::Service | ObjectKind::EndpointSlice => {
                     for n in subs.keys() {
                         push(n, Item::Event(key.clone(), ev.clone()));
+                    }
+                }
+                ObjectKind::Node => {
+                    if !status_only(ev) {
+                        push(&key.name, Item::Event(key.clone(), ev.clone()));
                     }
                 }
                 ObjectKind::Unspecified => {}

@@ -525,3 +525,81 @@ mod index {
         assert_eq!(ix.ref_nodes(&sec("s")).count(), 0);
     }
 }
+
+async fn put_node(reg: &Registry, node: Value) -> u64 {
+    let info = catalog::find("", "v1", "nodes").unwrap();
+    let name = node["metadata"]["name"].as_str().unwrap().to_string();
+    let written = match reg.get(info, None, &name, None).await {
+        Ok(old) => {
+            let mut node = node;
+            node["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+            reg.update(info, None, &name, None, node, &WriteOpts::default())
+                .await
+                .unwrap()
+        }
+        Err(_) => reg
+            .create(info, None, node, &WriteOpts::default())
+            .await
+            .unwrap(),
+    };
+    revision_of(&written.object)
+}
+
+fn node(name: &str, cidr: &str, heartbeat: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+           "spec": {"podCIDR": cidr},
+           "status": {"conditions": [{"type": "Ready", "status": "True",
+                      "lastHeartbeatTime": heartbeat}]}})
+}
+
+#[tokio::test]
+async fn a_node_gets_its_own_node_but_not_its_status_churn_nor_other_nodes() {
+    let (_dir, api) = server(4096).await;
+    let reg = &api.registry;
+    put_node(reg, node("n1", "10.42.1.0/24", "2026-01-01T00:00:00Z")).await;
+    let last = put_node(reg, node("n2", "10.42.2.0/24", "2026-01-01T00:00:00Z")).await;
+    let hub = hub(reg);
+    let mut s = hub.stream("n1".into(), 0);
+    let batches = until(&mut s, last).await;
+    let nodes: Vec<_> = batches
+        .iter()
+        .flat_map(|b| &b.changes)
+        .filter(|c| c.kind == ObjectKind::Node as i32)
+        .collect();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(nodes[0].name, "n1");
+    let obj: Value = serde_json::from_slice(&nodes[0].object).unwrap();
+    assert_eq!(obj["spec"]["podCIDR"], "10.42.1.0/24");
+    let acked = batches.last().unwrap().revision;
+
+    // A heartbeat (status only) is not sent; a spec change is; n2's never is.
+    put_node(reg, node("n1", "10.42.1.0/24", "2026-01-01T00:01:00Z")).await;
+    put_node(reg, node("n2", "10.42.9.0/24", "2026-01-01T00:01:00Z")).await;
+    let last = put_node(reg, node("n1", "10.42.7.0/24", "2026-01-01T00:01:00Z")).await;
+    let batches = until(&mut s, last).await;
+    let nodes: Vec<Value> = batches
+        .iter()
+        .flat_map(|b| &b.changes)
+        .filter(|c| c.kind == ObjectKind::Node as i32)
+        .map(|c| serde_json::from_slice(&c.object).unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(nodes[0]["metadata"]["name"], "n1");
+    assert_eq!(nodes[0]["spec"]["podCIDR"], "10.42.7.0/24");
+
+    // Resuming from history gives the same: the spec change, once.
+    drop(s);
+    let mut s = hub.stream("n1".into(), acked);
+    let batches = until(&mut s, last).await;
+    assert!(batches.iter().all(|b| !b.reset));
+    let nodes: Vec<_> = batches
+        .iter()
+        .flat_map(|b| &b.changes)
+        .filter(|c| c.kind == ObjectKind::Node as i32)
+        .map(|c| c.name.clone())
+        .collect();
+    assert!(
+        nodes.iter().all(|n| n == "n1") && !nodes.is_empty(),
+        "{nodes:?}"
+    );
+}
