@@ -51,8 +51,9 @@ pub use mounts::{MountError, volume_mounts};
 pub use node::NodeInfo;
 pub use quantity::{Quantity, QuantityError};
 pub use resources::{
-    CPU_PERIOD_US, QosClass, container_resources, is_node_critical, milli_cpu_to_quota,
-    milli_cpu_to_shares, oom_score_adj, pod_memory_limit, qos_class,
+    BEST_EFFORT_OOM_SCORE_ADJ, CPU_PERIOD_US, GUARANTEED_OOM_SCORE_ADJ, QosClass,
+    SANDBOX_OOM_SCORE_ADJ, container_resources, is_node_critical, milli_cpu_to_quota,
+    milli_cpu_to_shares, oom_score_adj, pod_memory_limit, qos_class, restrict_oom_score_adj,
 };
 pub use spec::{
     ContainerInput, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, ImageConfig, PAUSE_ARGS,

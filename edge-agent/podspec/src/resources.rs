@@ -243,6 +243,14 @@ fn memory_request(container: &Container) -> Result<i64, QuantityError> {
     Ok(request_or_limit(container, "memory")?.map_or(0, |q| q.value()))
 }
 
+/// containerd's `restrict_oom_score_adj`: a process may not lower its
+/// children's OOM score below its own without CAP_SYS_RESOURCE, so an agent
+/// without it (in a container, say) asks for no less than `current`, its own
+/// `/proc/self/oom_score_adj`.
+pub fn restrict_oom_score_adj(preferred: i32, current: i32) -> i32 {
+    preferred.max(current)
+}
+
 /// `cpu.shares` for a CPU request in millicores (`MilliCPUToShares`): 1024 per
 /// CPU, at least 2, at most 262144.
 pub fn milli_cpu_to_shares(milli_cpu: i64) -> u64 {
@@ -436,6 +444,13 @@ mod tests {
             .into(),
         );
         assert_eq!(oom_score_adj(&p, &c, 1 << 30).unwrap(), -997);
+    }
+
+    #[test]
+    fn restricted_oom_scores() {
+        assert_eq!(restrict_oom_score_adj(-998, 0), 0);
+        assert_eq!(restrict_oom_score_adj(500, 0), 500);
+        assert_eq!(restrict_oom_score_adj(-997, -999), -997);
     }
 
     #[test]

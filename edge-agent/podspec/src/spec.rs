@@ -19,7 +19,7 @@ use crate::env::EnvVar;
 use crate::expand::expand;
 use crate::mounts::bind_mount;
 use crate::quantity::QuantityError;
-use crate::resources::{SANDBOX_CPU_SHARES, SANDBOX_OOM_SCORE_ADJ, container_resources};
+use crate::resources::{SANDBOX_CPU_SHARES, container_resources};
 use crate::user::{UserError, pod_desc, process_user};
 
 /// The OCI version runc 1.1 speaks.
@@ -650,13 +650,16 @@ pub struct SandboxInput<'a> {
     pub cgroups_path: &'a str,
     /// The pod's `/dev/shm` on the host, when the caller made one.
     pub shm: Option<&'a Path>,
+    /// The pause process's OOM score: [`crate::SANDBOX_OOM_SCORE_ADJ`] (-998), or
+    /// that [restricted](crate::restrict_oom_score_adj) for an agent without
+    /// CAP_SYS_RESOURCE.
+    pub oom_score_adj: i32,
 }
 
 /// The OCI spec for the pod's sandbox: the pause process, in new IPC, UTS and
 /// PID namespaces (unless the pod uses the host's), in the pod's network
 /// namespace, read-only, with no capabilities and no new privileges, 2 cpu
-/// shares and an OOM score of -998 as containerd gives it, and the pod's
-/// sysctls.
+/// shares as containerd gives it, and the pod's sysctls.
 pub fn sandbox_spec(input: &SandboxInput<'_>) -> Result<Spec, SpecError> {
     let pod = input.pod;
     let pod_spec = pod.spec.as_ref();
@@ -699,7 +702,7 @@ pub fn sandbox_spec(input: &SandboxInput<'_>) -> Result<Spec, SpecError> {
     process.set_capabilities(Some(linux_capabilities(Default::default())));
     process.set_rlimits(None);
     process.set_no_new_privileges(Some(true));
-    process.set_oom_score_adj(Some(SANDBOX_OOM_SCORE_ADJ));
+    process.set_oom_score_adj(Some(input.oom_score_adj));
     process.set_apparmor_profile(None);
 
     let mut supplied = Vec::new();

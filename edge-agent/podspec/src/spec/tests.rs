@@ -1,4 +1,5 @@
 use super::*;
+use crate::resources::SANDBOX_OOM_SCORE_ADJ;
 use oci_spec::runtime::Capability;
 
 fn pod(yaml: &str) -> Pod {
@@ -620,6 +621,7 @@ spec:
         hostname: "web-0",
         cgroups_path: "/kubepods/besteffort/podu1/sb-1",
         shm: Some(Path::new("/run/sandboxes/sb-1/shm")),
+        oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
     })
     .unwrap();
     let pr = process(&s);
@@ -703,6 +705,7 @@ spec:
         hostname: "node-1",
         cgroups_path: "/x",
         shm: None,
+        oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
     })
     .unwrap();
     assert_eq!(linux(&s).namespaces().as_ref().unwrap().len(), 1);
@@ -717,6 +720,7 @@ spec:
         hostname: "p",
         cgroups_path: "/x",
         shm: None,
+        oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
     })
     .unwrap_err();
     assert!(matches!(err, SpecError::NoNetns { .. }));
