@@ -1,8 +1,14 @@
 //! kedge-agent: the device side of kedge. Joins a control plane with a token and keeps
 //! the node's link to it alive. Flags follow `k3s agent` where the concept is the same.
+//!
+//! Flags may also come from a YAML file (`--config`, default /etc/kedge/agent.yaml when
+//! it exists) whose keys are the long flag names, as K3s's config.yaml; flags and
+//! environment variables override it. The hardware profile (`--profile`, or detected)
+//! is resolved before anything starts: a broken one stops the agent. `kedge-agent
+//! profile list | show | detect | check` inspects profiles.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,15 +18,28 @@ use kedge_agent::agent::{AgentOptions, run};
 use kedge_agent::bootstrap::{BootstrapOptions, DEFAULT_NODE_PASSWORD_FILE, RenewalPolicy};
 use kedge_agent::duration;
 use kedge_agent::report::ReportConfig;
+use kedge_hardware_profiles::{self as profiles, MachineInfo, Profile};
 use kedge_tunnel::TunnelConfig;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "kedge-agent", version, about = "The kedge edge agent")]
+#[command(
+    name = "kedge-agent",
+    version,
+    about = "The kedge edge agent",
+    subcommand_negates_reqs = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// A YAML file of flags, keyed by their long names (`server`, `token`, `profile`,
+    /// `node-label`, `data-dir`, ...); flags and environment variables override it
+    /// [default: /etc/kedge/agent.yaml if it exists].
+    #[arg(long, short = 'c', env = "KEDGE_CONFIG_FILE")]
+    config: Option<PathBuf>,
     /// The server to join: https://host:6443 (K3s's --server, env KEDGE_URL).
-    #[arg(long, short = 's', env = "KEDGE_URL")]
-    server: String,
+    #[arg(long, short = 's', env = "KEDGE_URL", required = true)]
+    server: Option<String>,
     /// The join token, K10<ca hash>::<id>.<secret> (`kedge token create`; env KEDGE_TOKEN).
     #[arg(long, short = 't', env = "KEDGE_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -52,18 +71,218 @@ struct Args {
     /// How often the node's Lease is renewed.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
     lease_interval: Duration,
-    /// How often the tunnel sends a keepalive when idle.
-    #[arg(long, default_value = "15s", value_parser = duration::parse)]
-    tunnel_keepalive: Duration,
+    /// How often the tunnel sends a keepalive when idle [default: the profile's].
+    #[arg(long, value_parser = duration::parse)]
+    tunnel_keepalive: Option<Duration>,
     /// A tunnel that hears nothing for this long is dead.
     #[arg(long, default_value = "45s", value_parser = duration::parse)]
     tunnel_idle_timeout: Duration,
-    /// The longest wait between reconnect attempts.
-    #[arg(long, default_value = "30s", value_parser = duration::parse)]
-    tunnel_backoff_cap: Duration,
+    /// The longest wait between reconnect attempts [default: the profile's].
+    #[arg(long, value_parser = duration::parse)]
+    tunnel_backoff_cap: Option<Duration>,
+    /// The hardware profile: a built-in name (`kedge-agent profile list`) or the path
+    /// of a profile file [default: detected from the device].
+    #[arg(long, env = "KEDGE_PROFILE")]
+    profile: Option<String>,
     /// Turn on debug logs (RUST_LOG overrides).
     #[arg(long)]
     debug: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Inspect hardware profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ProfileCommand {
+    /// The built-in profiles.
+    List,
+    /// A profile's settings (`generic`: derived for this machine).
+    Show {
+        /// A built-in name or the path of a profile file.
+        profile: String,
+        /// Print the systemd drop-in for kedge-agent.service instead.
+        #[arg(long)]
+        systemd: bool,
+    },
+    /// What this machine is, and the profile the agent would pick.
+    Detect {
+        /// Read /proc and /sys under this directory instead of /.
+        #[arg(long, default_value = "/", hide = true)]
+        root: PathBuf,
+    },
+    /// Validate a profile file.
+    Check { file: PathBuf },
+}
+
+/// The default config file, used when it exists.
+const DEFAULT_CONFIG_FILE: &str = "/etc/kedge/agent.yaml";
+
+/// The command line with the config file's settings put in front of it: each key
+/// of the file becomes `--key=value` (a list, one per item; `true` a bare flag)
+/// unless the command line or the environment already sets that flag. Flags given
+/// later win, so the command line overrides the file either way.
+fn with_config_file(argv: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>> {
+    use clap::CommandFactory;
+    use clap::parser::ValueSource;
+    // A first pass with nothing required, to find the config file and what the
+    // command line and the environment set.
+    let lenient = Args::command().mut_args(|a| a.required(false));
+    let matches = match lenient.try_get_matches_from(&argv) {
+        Ok(m) => m,
+        // Let the real parse report it (and handle --help and --version).
+        Err(_) => return Ok(argv),
+    };
+    if matches.subcommand().is_some() {
+        return Ok(argv);
+    }
+    let path = match matches.get_one::<PathBuf>("config") {
+        Some(p) => p.clone(),
+        None if Path::new(DEFAULT_CONFIG_FILE).exists() => PathBuf::from(DEFAULT_CONFIG_FILE),
+        None => return Ok(argv),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("read the config file {}", path.display()))?;
+    let injected = config_args(&text, &Args::command(), |id| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    })
+    .with_context(|| format!("config file {}", path.display()))?;
+    let mut out = Vec::with_capacity(argv.len() + injected.len());
+    let mut rest = argv.into_iter();
+    out.extend(rest.next());
+    out.extend(injected.into_iter().map(std::ffi::OsString::from));
+    out.extend(rest);
+    Ok(out)
+}
+
+/// The flags a config file's YAML stands for. `is_set(id)`: the command line or the
+/// environment sets that flag already (the file's value is then dropped).
+fn config_args(
+    text: &str,
+    command: &clap::Command,
+    is_set: impl Fn(&str) -> bool,
+) -> Result<Vec<String>> {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).context("not valid YAML; write `flag-name: value` lines")?;
+    let map = match value {
+        serde_yaml::Value::Null => return Ok(Vec::new()),
+        serde_yaml::Value::Mapping(m) => m,
+        _ => bail!("the file must be a mapping of flag names to values"),
+    };
+    let known: Vec<&clap::Arg> = command
+        .get_arguments()
+        .filter(|a| {
+            a.get_long()
+                .is_some_and(|l| !matches!(l, "config" | "help" | "version"))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (key, value) in map {
+        let Some(key) = key.as_str() else {
+            bail!("keys must be flag names, found {key:?}");
+        };
+        let Some(arg) = known.iter().find(|a| a.get_long() == Some(key)) else {
+            let names: Vec<&str> = known.iter().filter_map(|a| a.get_long()).collect();
+            bail!(
+                "unknown key {key:?}; the keys are the long flag names: {}",
+                names.join(", ")
+            );
+        };
+        if is_set(arg.get_id().as_str()) {
+            continue;
+        }
+        let scalar = |v: &serde_yaml::Value| -> Result<String> {
+            Ok(match v {
+                serde_yaml::Value::String(s) => s.clone(),
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                _ => bail!("{key}: give a single value (a string or a number)"),
+            })
+        };
+        match arg.get_action() {
+            clap::ArgAction::SetTrue => match value {
+                serde_yaml::Value::Bool(true) => out.push(format!("--{key}")),
+                serde_yaml::Value::Bool(false) => {}
+                _ => bail!("{key}: give true or false"),
+            },
+            clap::ArgAction::Append => match &value {
+                serde_yaml::Value::Sequence(items) => {
+                    for item in items {
+                        out.push(format!("--{key}={}", scalar(item)?));
+                    }
+                }
+                v => out.push(format!("--{key}={}", scalar(v)?)),
+            },
+            _ => out.push(format!("--{key}={}", scalar(&value)?)),
+        }
+    }
+    Ok(out)
+}
+
+/// The built-in profile or file `spec` names, as written (no machine check);
+/// `generic` is derived for this machine.
+fn named_profile(spec: &str) -> Result<Profile> {
+    if spec == profiles::GENERIC {
+        let machine = MachineInfo::from_root(Path::new("/"))?;
+        return Ok(profiles::generic::derive(
+            &profiles::builtin(profiles::GENERIC)?,
+            &machine,
+        )?);
+    }
+    if spec.contains('/') || spec.ends_with(".toml") {
+        return Ok(profiles::load_file(Path::new(spec))?);
+    }
+    Ok(profiles::builtin(spec)?)
+}
+
+fn profile_command(command: ProfileCommand) -> Result<()> {
+    match command {
+        ProfileCommand::List => {
+            println!("{:<16} {:>9} {:<18} DESCRIPTION", "NAME", "MEMORY", "ARCH");
+            for p in profiles::builtin_profiles() {
+                let memory = if p.name == profiles::GENERIC {
+                    "machine".to_string()
+                } else {
+                    p.hardware.memory.to_string()
+                };
+                println!(
+                    "{:<16} {:>9} {:<18} {}",
+                    p.name,
+                    memory,
+                    p.hardware.architectures.join(","),
+                    p.description
+                );
+            }
+        }
+        ProfileCommand::Show { profile, systemd } => {
+            let p = named_profile(&profile)?;
+            if systemd {
+                print!("{}", p.systemd_drop_in());
+            } else {
+                print!("{}", p.summary());
+            }
+        }
+        ProfileCommand::Detect { root } => {
+            let machine = MachineInfo::from_root(&root)?;
+            println!("model: {}", machine.model.as_deref().unwrap_or("(none)"));
+            println!("memory: {} (MemTotal)", machine.mem_total);
+            println!("cpus: {}", machine.cpus);
+            println!("arch: {}", machine.arch);
+            let (p, source) = profiles::resolve(None, &machine)?;
+            println!("profile: {} ({source:?})", p.name);
+        }
+        ProfileCommand::Check { file } => {
+            let p = profiles::load_file(&file)?;
+            println!("{}: ok, profile {}", file.display(), p.name);
+        }
+    }
+    Ok(())
 }
 
 fn labels(pairs: &[String]) -> Result<BTreeMap<String, String>> {
@@ -77,6 +296,21 @@ fn labels(pairs: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 fn options(args: Args) -> Result<AgentOptions> {
+    let server = args
+        .server
+        .clone()
+        .context("give the server to join with --server")?;
+    // The profile first: a broken one stops the agent before it does anything,
+    // rather than letting it run unbounded.
+    let machine = MachineInfo::from_root(Path::new("/")).context("hardware profile")?;
+    let (profile, source) =
+        profiles::resolve(args.profile.as_deref(), &machine).context("hardware profile")?;
+    tracing::info!(
+        profile = %profile.name,
+        ?source,
+        memory = %machine.mem_total,
+        "hardware profile"
+    );
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => t.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)
@@ -95,15 +329,17 @@ fn options(args: Args) -> Result<AgentOptions> {
             .to_lowercase(),
     };
     let tunnel = TunnelConfig {
-        keepalive_interval: args.tunnel_keepalive,
+        keepalive_interval: args.tunnel_keepalive.unwrap_or(profile.tunnel.keepalive),
         idle_timeout: args.tunnel_idle_timeout,
-        backoff_cap: args.tunnel_backoff_cap,
+        backoff_cap: args
+            .tunnel_backoff_cap
+            .unwrap_or(profile.tunnel.backoff_cap),
         ..TunnelConfig::default()
     };
     tunnel.validate().context("tunnel settings")?;
     Ok(AgentOptions {
         bootstrap: BootstrapOptions {
-            server: args.server,
+            server,
             token,
             node_name,
             data_dir: args.data_dir,
@@ -112,16 +348,40 @@ fn options(args: Args) -> Result<AgentOptions> {
             tunnel,
             connect_timeout: Duration::from_secs(10),
         },
-        labels: labels(&args.node_labels)?,
+        // The profile's labels, then --node-label (which wins on a clash).
+        labels: {
+            let mut l = profile.node_labels(profiles::go_arch());
+            l.extend(labels(&args.node_labels)?);
+            l
+        },
         lease_interval: args.lease_interval,
         status_interval: Duration::from_secs(300),
-        report: ReportConfig::default(),
+        report: ReportConfig {
+            batch_size: profile.sync_batch_size as usize,
+            ..ReportConfig::default()
+        },
         renewal: RenewalPolicy::default(),
     })
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let argv = match with_config_file(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(err) => {
+            eprintln!("kedge-agent: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut args = Args::parse_from(argv);
+    if let Some(Command::Profile(command)) = args.command.take() {
+        return match profile_command(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("kedge-agent: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let level = if args.debug { "debug" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -156,5 +416,80 @@ fn main() -> ExitCode {
             eprintln!("kedge-agent: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn args(yaml: &str, set: &[&str]) -> Result<Vec<String>> {
+        config_args(yaml, &Args::command(), |id| set.contains(&id))
+    }
+
+    #[test]
+    fn config_keys_are_the_long_flag_names() {
+        let yaml = "server: https://cp:6443\ntoken: K10abc::x.y\nprofile: rpi-4-2gb\nnode-label:\n  - zone=a\n  - rack=3\ndata-dir: /data/kedge\ndebug: true\ninsecure-skip-ca-hash: false\n";
+        assert_eq!(
+            args(yaml, &[]).unwrap(),
+            [
+                "--server=https://cp:6443",
+                "--token=K10abc::x.y",
+                "--profile=rpi-4-2gb",
+                "--node-label=zone=a",
+                "--node-label=rack=3",
+                "--data-dir=/data/kedge",
+                "--debug",
+            ]
+        );
+        // What the command line or the environment sets, the file does not.
+        assert_eq!(
+            args("server: https://cp:6443\nprofile: rpi-3b\n", &["profile"]).unwrap(),
+            ["--server=https://cp:6443"]
+        );
+        assert!(args("", &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let err = args("server: x\nprofil: rpi-3b\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "unknown key \"profil\"; the keys are the long flag names: server, token, "
+            ),
+            "{err}"
+        );
+        let err = args("config: /x\n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("unknown key \"config\""), "{err}");
+        let err = args("debug: yes please\n", &[]).unwrap_err().to_string();
+        assert_eq!(err, "debug: give true or false");
+        let err = args("server: [a, b]\n", &[]).unwrap_err().to_string();
+        assert_eq!(err, "server: give a single value (a string or a number)");
+        let err = args("- a\n", &[]).unwrap_err().to_string();
+        assert_eq!(err, "the file must be a mapping of flag names to values");
+    }
+
+    #[test]
+    fn the_file_goes_before_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, "server: https://file:6443\nprofile: rpi-3b\n").unwrap();
+        let argv: Vec<std::ffi::OsString> = [
+            "kedge-agent",
+            "--config",
+            path.to_str().unwrap(),
+            "--profile",
+            "rpi-zero-2w",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let merged = with_config_file(argv).unwrap();
+        let parsed = Args::try_parse_from(&merged).unwrap();
+        assert_eq!(parsed.server.as_deref(), Some("https://file:6443"));
+        assert_eq!(parsed.profile.as_deref(), Some("rpi-zero-2w"));
     }
 }
