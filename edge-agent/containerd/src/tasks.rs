@@ -15,9 +15,10 @@ use containerd_client::services::v1::snapshots::{
     MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    CloseIoRequest, Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
     DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetRequest, KillRequest,
-    ListContainersRequest, ResizePtyRequest, StartRequest, SubscribeRequest, WaitRequest,
+    ListContainersRequest, PublishRequest, ResizePtyRequest, StartRequest, SubscribeRequest,
+    WaitRequest,
 };
 use futures::StreamExt;
 use tokio::net::unix::pipe;
@@ -119,6 +120,28 @@ fn unblock_fifo(path: &Path) {
     let _ = pipe::OpenOptions::new().open_sender(path);
 }
 
+/// Releases a reader blocked in `open_reader` and waits for it. The reader thread may not
+/// have reached open(2) yet (then the non-blocking writer open fails with ENXIO), so keep
+/// trying until it is done.
+async fn cancel_reader(
+    path: &Path,
+    reader: tokio::task::JoinHandle<std::io::Result<pipe::Receiver>>,
+) {
+    for _ in 0..500 {
+        if reader.is_finished() {
+            break;
+        }
+        unblock_fifo(path);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if reader.is_finished() {
+        let _ = reader.await;
+    } else {
+        reader.abort();
+        tracing::warn!(path = %path.display(), "fifo reader could not be released");
+    }
+}
+
 fn mkfifo(path: &Path) -> Result<()> {
     match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
@@ -150,6 +173,17 @@ impl Fifos {
         Ok(f)
     }
 
+    fn remove(&self) {
+        for p in self
+            .stdin
+            .iter()
+            .chain([&self.stdout])
+            .chain(self.stderr.iter())
+        {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     fn path_str(p: &Option<PathBuf>) -> String {
         p.as_ref()
             .map(|p| p.display().to_string())
@@ -176,13 +210,9 @@ impl Fifos {
         let created = match create.await {
             Ok(t) => t,
             Err(e) => {
-                unblock_fifo(&self.stdout);
-                if let Some(p) = &self.stderr {
-                    unblock_fifo(p);
-                }
-                let _ = out.await;
-                if let Some(err) = err {
-                    let _ = err.await;
+                cancel_reader(&self.stdout, out).await;
+                if let (Some(p), Some(err)) = (&self.stderr, err) {
+                    cancel_reader(p, err).await;
                 }
                 return Err(e);
             }
@@ -234,13 +264,38 @@ impl Client {
             id: id.to_string(),
             source,
         })?;
+        // Until the container record references the snapshot, only a lease keeps
+        // containerd's garbage collector from removing it.
+        let lease = self.create_lease("container").await?;
+        let result = self
+            .create_container_leased(id, image, spec_json, labels, &lease)
+            .await;
+        if let Err(e) = self.release_lease(lease, false).await {
+            tracing::warn!(id, error = %e, "could not drop the container lease; it expires in an hour");
+        }
+        result?;
+        self.mark_image_used(&image.name).await;
+        Ok(())
+    }
+
+    async fn create_container_leased(
+        &self,
+        id: &str,
+        image: &ImageRef,
+        spec_json: Vec<u8>,
+        labels: HashMap<String, String>,
+        lease: &crate::content::Lease,
+    ) -> Result<()> {
         self.snapshots()
-            .prepare(self.req(PrepareSnapshotRequest {
-                snapshotter: self.snapshotter.clone(),
-                key: id.to_string(),
-                parent: image.chain_id.clone(),
-                labels: HashMap::new(),
-            }))
+            .prepare(self.req_leased(
+                PrepareSnapshotRequest {
+                    snapshotter: self.snapshotter.clone(),
+                    key: id.to_string(),
+                    parent: image.chain_id.clone(),
+                    labels: HashMap::new(),
+                },
+                &lease.id,
+            ))
             .await
             .map_err(|e| Error::containerd("prepare snapshot", id, e))?;
         let options = RuncOptions {
@@ -270,15 +325,17 @@ impl Client {
         };
         if let Err(e) = self
             .containers()
-            .create(self.req(CreateContainerRequest {
-                container: Some(container),
-            }))
+            .create(self.req_leased(
+                CreateContainerRequest {
+                    container: Some(container),
+                },
+                &lease.id,
+            ))
             .await
         {
             self.remove_snapshot(id).await;
             return Err(Error::containerd("create container", id, e));
         }
-        self.mark_image_used(&image.name).await;
         Ok(())
     }
 
@@ -322,34 +379,32 @@ impl Client {
             terminal: io.terminal,
             ..Default::default()
         };
-        let tasks = self.tasks();
-        let create = async {
-            tasks
-                .clone()
+        let create_and_start = async {
+            self.tasks()
                 .create(self.req(req))
                 .await
-                .map_err(|e| Error::containerd("create task", id, e))
-        };
-        let (_, streams) = fifos.open_around(create).await?;
-        let pid = match self
-            .tasks()
-            .start(self.req(StartRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            }))
-            .await
-        {
-            Ok(r) => r.into_inner().pid,
-            Err(e) => {
-                let _ = self
-                    .tasks()
-                    .delete(self.req(DeleteTaskRequest {
-                        container_id: id.to_string(),
-                    }))
-                    .await;
-                return Err(Error::containerd("start task", id, e));
+                .map_err(|e| Error::containerd("create task", id, e))?;
+            match self
+                .tasks()
+                .start(self.req(StartRequest {
+                    container_id: id.to_string(),
+                    exec_id: String::new(),
+                }))
+                .await
+            {
+                Ok(r) => Ok(r.into_inner().pid),
+                Err(e) => {
+                    let _ = self
+                        .tasks()
+                        .delete(self.req(DeleteTaskRequest {
+                            container_id: id.to_string(),
+                        }))
+                        .await;
+                    Err(Error::containerd("start task", id, e))
+                }
             }
         };
+        let (pid, streams) = fifos.open_around(create_and_start).await?;
         Ok((pid, streams))
     }
 
@@ -603,15 +658,41 @@ impl Client {
             }),
             exec_id: exec_id.to_string(),
         };
-        let tasks = self.tasks();
-        let create = async {
-            tasks
-                .clone()
+        let what = format!("{container_id}/{exec_id}");
+        // The shim opens an exec's FIFOs only when it starts the process.
+        let exec_and_start = async {
+            self.tasks()
                 .exec(self.req(req))
                 .await
-                .map_err(|e| Error::containerd("exec", format!("{container_id}/{exec_id}"), e))
+                .map_err(|e| Error::containerd("exec", what.clone(), e))?;
+            match self
+                .tasks()
+                .start(self.req(StartRequest {
+                    container_id: container_id.to_string(),
+                    exec_id: exec_id.to_string(),
+                }))
+                .await
+            {
+                Ok(r) => Ok(r.into_inner().pid),
+                Err(e) => {
+                    let _ = self
+                        .tasks()
+                        .delete_process(self.req(DeleteProcessRequest {
+                            container_id: container_id.to_string(),
+                            exec_id: exec_id.to_string(),
+                        }))
+                        .await;
+                    Err(Error::containerd("start exec", what.clone(), e))
+                }
+            }
         };
-        let (_, streams) = fifos.open_around(create).await?;
+        let (pid, streams) = match fifos.open_around(exec_and_start).await {
+            Ok(r) => r,
+            Err(e) => {
+                fifos.remove();
+                return Err(e);
+            }
+        };
         let session = ExecSession {
             client: self.clone(),
             container_id: container_id.to_string(),
@@ -620,27 +701,23 @@ impl Client {
             stdin: streams.stdin,
             stdout: streams.stdout,
             stderr: streams.stderr,
-            pid: 0,
+            pid,
         };
-        let pid = match self
-            .tasks()
-            .start(self.req(StartRequest {
-                container_id: container_id.to_string(),
-                exec_id: exec_id.to_string(),
+        Ok(session)
+    }
+
+    /// Closes a task's (or an exec's) stdin: the process reads end of file. Close the
+    /// caller's stdin writer first.
+    pub async fn close_stdin(&self, id: &str, exec_id: Option<&str>) -> Result<()> {
+        self.tasks()
+            .close_io(self.req(CloseIoRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.unwrap_or_default().to_string(),
+                stdin: true,
             }))
             .await
-        {
-            Ok(r) => r.into_inner().pid,
-            Err(e) => {
-                session.cleanup().await;
-                return Err(Error::containerd(
-                    "start exec",
-                    format!("{container_id}/{exec_id}"),
-                    e,
-                ));
-            }
-        };
-        Ok(ExecSession { pid, ..session })
+            .map_err(|e| Error::containerd("close stdin", id, e))?;
+        Ok(())
     }
 
     /// Resizes a task's (or an exec's) terminal.
@@ -673,12 +750,56 @@ impl Client {
             "topic==\"/tasks/exit\",namespace=={}",
             quote_filter(&self.config.namespace)
         );
-        let stream = self
-            .events()
-            .subscribe(tonic::Request::new(SubscribeRequest {
-                filters: vec![filter],
-            }))
-            .await
+        // containerd answers a subscription (and tonic returns it) only with the first
+        // event. So subscribe also to a marker topic of our own and publish to it until the
+        // subscription answers: when this returns, no later exit can be missed.
+        let marker = format!("/kedge/subscribed/{}", crate::client::random_suffix());
+        let filters = vec![filter, format!("topic==\"{marker}\"")];
+        let mut events = self.events();
+        let mut sub = tokio::spawn(async move {
+            events
+                .subscribe(tonic::Request::new(SubscribeRequest { filters }))
+                .await
+        });
+        let mut answered = None;
+        for _ in 0..250 {
+            let publish = PublishRequest {
+                topic: marker.clone(),
+                event: Some(prost_types::Any {
+                    type_url: "types.kedge.io/subscribed".into(),
+                    value: Vec::new(),
+                }),
+            };
+            if let Err(e) = self.events().publish(self.req(publish)).await {
+                sub.abort();
+                return Err(Error::containerd("publish", &marker, e));
+            }
+            tokio::select! {
+                r = &mut sub => {
+                    answered = Some(r);
+                    break;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        let Some(answered) = answered else {
+            sub.abort();
+            return Err(Error::containerd(
+                "subscribe",
+                "/tasks/exit",
+                tonic::Status::deadline_exceeded(
+                    "containerd did not answer the subscription in 5s",
+                ),
+            ));
+        };
+        let stream = answered
+            .map_err(|e| {
+                Error::containerd(
+                    "subscribe",
+                    "/tasks/exit",
+                    tonic::Status::internal(e.to_string()),
+                )
+            })?
             .map_err(|e| Error::containerd("subscribe", "/tasks/exit", e))?
             .into_inner();
         Ok(stream
@@ -689,6 +810,9 @@ impl Client {
                         return Some(Err(Error::containerd("event stream", "/tasks/exit", e)));
                     }
                 };
+                if env.topic != "/tasks/exit" {
+                    return None;
+                }
                 let any = env.event?;
                 let ev = <containerd_client::events::TaskExit as prost::Message>::decode(
                     any.value.as_slice(),
@@ -746,6 +870,14 @@ impl ExecSession {
             .await
     }
 
+    /// Closes the process's stdin (it reads end of file).
+    pub async fn close_stdin(&mut self) -> Result<()> {
+        self.stdin.take();
+        self.client
+            .close_stdin(&self.container_id, Some(&self.exec_id))
+            .await
+    }
+
     /// Signals the exec'd process.
     pub async fn kill(&self, signal: nix::sys::signal::Signal) -> Result<()> {
         self.client
@@ -774,15 +906,7 @@ impl ExecSession {
                 exec_id: self.exec_id.clone(),
             }))
             .await;
-        for p in self
-            .fifos
-            .stdin
-            .iter()
-            .chain([&self.fifos.stdout])
-            .chain(self.fifos.stderr.iter())
-        {
-            let _ = std::fs::remove_file(p);
-        }
+        self.fifos.remove();
     }
 }
 

@@ -5,15 +5,15 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{spec, uid, Env};
+use common::{Env, spec, uid};
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use kedge_containerd::testimage::{build_image, BusyboxImage, ImageFormat};
+use kedge_containerd::testimage::{BusyboxImage, ImageFormat, build_image};
 use kedge_containerd::{PullPolicy, Registries, TaskIo};
 
 struct Registry {
@@ -25,19 +25,43 @@ struct Registry {
 
 const TOKEN: &str = "tok-3f9a";
 
-async fn handle(reg: Arc<Registry>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    reg: Arc<Registry>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     reg.requests.fetch_add(1, Ordering::SeqCst);
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let path = req.uri().path().to_string();
-    let auth = req.headers().get("authorization").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-    let resp = |code: StatusCode, body: Vec<u8>| Response::builder().status(code).body(Full::new(Bytes::from(body))).unwrap();
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let resp = |code: StatusCode, body: Vec<u8>| {
+        Response::builder()
+            .status(code)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
     if path == "/token" {
         // user:secret
         let ok = auth == "Basic dXNlcjpzZWNyZXQ=";
         let q = req.uri().query().unwrap_or("");
-        assert!(q.contains("scope=repository%3Alibrary%2Fbusybox%3Apull"), "{q}");
+        assert!(
+            q.contains("scope=repository%3Alibrary%2Fbusybox%3Apull"),
+            "{q}"
+        );
         return Ok(if ok {
-            resp(StatusCode::OK, format!(r#"{{"token":"{TOKEN}"}}"#).into_bytes())
+            resp(
+                StatusCode::OK,
+                format!(r#"{{"token":"{TOKEN}"}}"#).into_bytes(),
+            )
         } else {
             resp(StatusCode::UNAUTHORIZED, b"{}".to_vec())
         });
@@ -51,7 +75,10 @@ async fn handle(reg: Arc<Registry>, req: Request<hyper::body::Incoming>) -> Resu
     if auth != format!("Bearer {TOKEN}") {
         return Ok(Response::builder()
             .status(StatusCode::UNAUTHORIZED)
-            .header("www-authenticate", format!(r#"Bearer realm="http://{host}/token",service="kedge-test""#))
+            .header(
+                "www-authenticate",
+                format!(r#"Bearer realm="http://{host}/token",service="kedge-test""#),
+            )
             .body(Full::new(Bytes::new()))
             .unwrap());
     }
@@ -60,7 +87,9 @@ async fn handle(reg: Arc<Registry>, req: Request<hyper::body::Incoming>) -> Resu
             return Ok(Response::builder()
                 .header("content-type", reg.manifest_type.clone())
                 .header("docker-content-digest", reg.manifest_digest.clone())
-                .body(Full::new(Bytes::from(reg.blobs[&reg.manifest_digest].clone())))
+                .body(Full::new(Bytes::from(
+                    reg.blobs[&reg.manifest_digest].clone(),
+                )))
                 .unwrap());
         }
         return Ok(resp(StatusCode::NOT_FOUND, vec![]));
@@ -84,7 +113,9 @@ async fn serve(reg: Arc<Registry>) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let reg = reg.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle(reg.clone(), req));
@@ -101,7 +132,11 @@ async fn serve(reg: Arc<Registry>) -> u16 {
 async fn pull_from_a_registry_with_bearer_auth_and_mirrors() {
     let env = Env::start().await;
     let c = &env.client;
-    let built = build_image(&env.path("src.tar"), &BusyboxImage::new("busybox:pulled", ImageFormat::OciLayout)).unwrap();
+    let built = build_image(
+        &env.path("src.tar"),
+        &BusyboxImage::new("busybox:pulled", ImageFormat::OciLayout),
+    )
+    .unwrap();
     let reg = Arc::new(Registry {
         blobs: built.blobs.clone(),
         manifest_digest: built.manifest_digest.clone(),
@@ -122,23 +157,36 @@ configs:
     );
     let registries = Registries::parse(&yaml).unwrap();
 
-    let e = c.ensure_image("busybox:pulled", PullPolicy::Never, &registries).await.unwrap_err();
+    let e = c
+        .ensure_image("busybox:pulled", PullPolicy::Never, &registries)
+        .await
+        .unwrap_err();
     assert!(e.is_not_found(), "{e}");
 
-    let image = c.ensure_image("busybox:pulled", PullPolicy::IfNotPresent, &registries).await.unwrap();
+    let image = c
+        .ensure_image("busybox:pulled", PullPolicy::IfNotPresent, &registries)
+        .await
+        .unwrap();
     assert_eq!(image.name, "docker.io/library/busybox:pulled");
     assert_eq!(image.digest, built.manifest_digest);
     let n = reg.requests.load(Ordering::SeqCst);
     assert!(n >= 4, "manifest, token, config, layer: {n} requests");
     // Present now: IfNotPresent asks nothing.
-    c.ensure_image("busybox:pulled", PullPolicy::IfNotPresent, &registries).await.unwrap();
+    c.ensure_image("busybox:pulled", PullPolicy::IfNotPresent, &registries)
+        .await
+        .unwrap();
     assert_eq!(reg.requests.load(Ordering::SeqCst), n);
 
     // It runs.
     let id = uid("pulled");
-    c.create_container(&id, &image, &spec(&["sh", "-c", "cat /var/www/index.html"], false), HashMap::new())
-        .await
-        .unwrap();
+    c.create_container(
+        &id,
+        &image,
+        &spec(&["sh", "-c", "cat /var/www/index.html"], false),
+        HashMap::new(),
+    )
+    .await
+    .unwrap();
     let (_, streams) = c.start(&id, TaskIo::default()).await.unwrap();
     let out = common::read_all(streams.stdout).await;
     assert_eq!(c.wait(&id).await.unwrap().code, 0);
@@ -147,8 +195,13 @@ configs:
     // By digest, and Always pulls again.
     let by_digest = format!("busybox@{}", built.manifest_digest);
     let img = c.pull(&by_digest, &registries).await.unwrap();
-    assert_eq!(img.name, format!("docker.io/library/busybox@{}", built.manifest_digest));
-    c.ensure_image("busybox:pulled", PullPolicy::Always, &registries).await.unwrap();
+    assert_eq!(
+        img.name,
+        format!("docker.io/library/busybox@{}", built.manifest_digest)
+    );
+    c.ensure_image("busybox:pulled", PullPolicy::Always, &registries)
+        .await
+        .unwrap();
     assert!(reg.requests.load(Ordering::SeqCst) > n);
 
     // Wrong credentials and unknown tags fail with a reason.
@@ -157,10 +210,24 @@ configs:
     ))
     .unwrap();
     // The error names every endpoint tried (registry-1.docker.io is out of reach here).
-    let e = c.pull("busybox:pulled", &bad).await.unwrap_err().to_string();
-    assert!(e.contains("check the credentials in registries.yaml"), "{e}");
-    let e = c.pull("busybox:nope", &registries).await.unwrap_err().to_string();
-    assert!(e.contains("404") && e.contains("check the image name and tag"), "{e}");
+    let e = c
+        .pull("busybox:pulled", &bad)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("check the credentials in registries.yaml"),
+        "{e}"
+    );
+    let e = c
+        .pull("busybox:nope", &registries)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("404") && e.contains("check the image name and tag"),
+        "{e}"
+    );
     env.teardown().await;
 }
 
@@ -173,7 +240,10 @@ async fn image_gc_removes_least_recently_used_images_between_thresholds() {
         .arg(dir.path())
         .status()
         .expect("mount (util-linux)");
-    assert!(st.success(), "mounting a tmpfs for the image filesystem failed");
+    assert!(
+        st.success(),
+        "mounting a tmpfs for the image filesystem failed"
+    );
     let mountpoint = dir.path().to_path_buf();
     let env = Env::start_in(dir).await;
     let c = &env.client;
@@ -188,9 +258,14 @@ async fn image_gc_removes_least_recently_used_images_between_thresholds() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // a is used by a container.
-    c.create_container(&uid("user"), &refs[0], &spec(&["true"], false), HashMap::new())
-        .await
-        .unwrap();
+    c.create_container(
+        &uid("user"),
+        &refs[0],
+        &spec(&["true"], false),
+        HashMap::new(),
+    )
+    .await
+    .unwrap();
     let root = env.config.root_dir();
     let in_use = HashSet::from(["busybox:gc-a".to_string()]);
     let usage = kedge_containerd::FsUsage::of(&root).unwrap().percent();
@@ -198,14 +273,31 @@ async fn image_gc_removes_least_recently_used_images_between_thresholds() {
     assert!(usage > 70.0, "the three images fill the tmpfs: {usage:.1}%");
 
     let r = c.image_gc(&root, 99, 50, &in_use).await.unwrap();
-    assert!(r.removed.is_empty(), "below the high threshold nothing is removed: {r:?}");
+    assert!(
+        r.removed.is_empty(),
+        "below the high threshold nothing is removed: {r:?}"
+    );
 
     let r = c.image_gc(&root, 70, 35, &in_use).await.unwrap();
     println!("gc: {r:?}");
-    assert_eq!(r.removed, ["docker.io/library/busybox:gc-b", "docker.io/library/busybox:gc-c"]);
+    assert_eq!(
+        r.removed,
+        [
+            "docker.io/library/busybox:gc-b",
+            "docker.io/library/busybox:gc-c"
+        ]
+    );
     assert!(r.usage_after < 35.0, "{r:?}");
-    assert!(c.image("busybox:gc-a").await.unwrap().is_some(), "the image in use stays");
-    assert!(c.image_gc(&root, 50, 60, &in_use).await.is_err(), "low above high is refused");
+    assert!(
+        c.image("busybox:gc-a").await.unwrap().is_some(),
+        "the image in use stays"
+    );
+    assert!(
+        c.image_gc(&root, 50, 60, &in_use).await.is_err(),
+        "low above high is refused"
+    );
     env.teardown().await;
-    let _ = std::process::Command::new("umount").arg(&mountpoint).status();
+    let _ = std::process::Command::new("umount")
+        .arg(&mountpoint)
+        .status();
 }

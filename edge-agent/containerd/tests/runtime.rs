@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Env, process, read_all, spec, uid};
+use common::{Env, process, read_all, spec, uid, within};
 use futures::StreamExt;
 use kedge_containerd::crilog::{self, ReadOptions, RotationPolicy};
 use kedge_containerd::testimage::{BusyboxImage, ImageFormat, build_busybox_image, build_image};
@@ -98,11 +98,11 @@ async fn import_both_forms_run_and_read_the_cri_log() {
         streams.stderr,
     )
     .unwrap();
-    let exit = c.wait(&id).await.unwrap();
+    let exit = within("wait", c.wait(&id)).await.unwrap();
     assert_eq!(exit.code, 3);
     assert!(exit.exited_at.is_some());
-    copier.wait().await.unwrap();
-    let text = logs(&log).await;
+    within("copier", copier.wait()).await.unwrap();
+    let text = within("read logs", logs(&log)).await;
     assert!(
         text.contains("hello\n") && text.contains("oops\n"),
         "{text:?}"
@@ -125,13 +125,15 @@ async fn import_both_forms_run_and_read_the_cri_log() {
     assert!(
         matches!(c.task_status(&id).await.unwrap(), Some(TaskState::Stopped(e)) if e.code == 3)
     );
-    c.delete(&id).await.unwrap();
-    c.delete(&id).await.unwrap(); // idempotent
+    within("delete", c.delete(&id)).await.unwrap();
+    within("delete again", c.delete(&id)).await.unwrap(); // idempotent
     assert!(c.task_status(&id).await.unwrap().is_none());
     assert!(c.list_containers(&labels).await.unwrap().is_empty());
 
     // Removing an image; the other name still works.
-    c.remove_image("example.com/team/bb:docker").await.unwrap();
+    within("remove image", c.remove_image("example.com/team/bb:docker"))
+        .await
+        .unwrap();
     assert!(
         c.image("example.com/team/bb:docker")
             .await
@@ -139,7 +141,8 @@ async fn import_both_forms_run_and_read_the_cri_log() {
             .is_none()
     );
     c.remove_image("example.com/team/bb:docker").await.unwrap();
-    env.teardown().await;
+    drop(exits);
+    within("teardown", env.teardown()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +221,7 @@ async fn exec_with_exit_codes_stdin_and_a_tty() {
         .unwrap();
     let out = read_all(s.stdout.take()).await;
     assert_eq!(out, "ok\n");
-    assert_eq!(s.wait().await.unwrap().code, 0);
+    assert_eq!(within("exec wait", s.wait()).await.unwrap().code, 0);
 
     let mut s = c
         .exec(
@@ -231,7 +234,7 @@ async fn exec_with_exit_codes_stdin_and_a_tty() {
         .unwrap();
     let err = read_all(s.stderr.take()).await;
     assert_eq!(err, "bad\n");
-    assert_eq!(s.wait().await.unwrap().code, 7);
+    assert_eq!(within("exec wait", s.wait()).await.unwrap().code, 7);
 
     // stdin: cat echoes what we write, and ends when we close it.
     let io = TaskIo {
@@ -244,8 +247,9 @@ async fn exec_with_exit_codes_stdin_and_a_tty() {
         let mut w = s.stdin.take().unwrap();
         w.write_all(b"through stdin\n").await.unwrap();
     }
+    s.close_stdin().await.unwrap();
     assert_eq!(read_all(s.stdout.take()).await, "through stdin\n");
-    assert_eq!(s.wait().await.unwrap().code, 0);
+    assert_eq!(within("exec wait", s.wait()).await.unwrap().code, 0);
 
     // A TTY, resized while the process waits.
     let io = TaskIo {
@@ -267,7 +271,7 @@ async fn exec_with_exit_codes_stdin_and_a_tty() {
     assert!(out.contains("40 100"), "{out:?}");
     assert!(out.contains("/dev/pts/"), "{out:?}");
     drop(s.stdin.take());
-    assert_eq!(s.wait().await.unwrap().code, 0);
+    assert_eq!(within("exec wait", s.wait()).await.unwrap().code, 0);
 
     // Exec into a missing container is a clear error.
     let e = c

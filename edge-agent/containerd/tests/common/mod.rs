@@ -124,3 +124,11 @@ pub async fn read_all(r: Option<tokio::net::unix::pipe::Receiver>) -> String {
     }
     String::from_utf8_lossy(&s).into_owned()
 }
+
+/// Awaits a step, failing the test with its name if it takes over a minute.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(60), fut).await {
+        Ok(t) => t,
+        Err(_) => panic!("{what} did not finish within 60s"),
+    }
+}
