@@ -5,7 +5,9 @@
 //! - `memory_pressure`: the node's MemoryPressure condition (and the taint
 //!   `node.kubernetes.io/memory-pressure:NoSchedule`): true while any memory
 //!   threshold is crossed, hard or soft (before its grace period too), and for the
-//!   pressure transition period after the last time one was;
+//!   pressure transition period after the last time one was; on cgroup v2 also
+//!   while memory PSI says tasks stall (kedge's addition: PSI sees thrashing before
+//!   memory.available drops, and the taint keeps new pods off; it evicts nothing);
 //! - `met`: the threshold that calls for an eviction now: the hard one, or the soft
 //!   one once it has been crossed for its whole grace period;
 //! - `evict`: the pod to evict, first in the kubelet's memory order (pods whose
@@ -15,6 +17,8 @@
 use std::time::{Duration, Instant};
 
 use kedge_hardware_profiles::{Bytes, Profile, Signal, Threshold};
+
+use crate::stats::Psi;
 
 /// The taint a node under memory pressure gets.
 pub const MEMORY_PRESSURE_TAINT: &str = "node.kubernetes.io/memory-pressure";
@@ -35,7 +39,13 @@ pub struct EvictionConfig {
     /// The grace period a pod gets on a soft eviction (the kubelet's
     /// evictionMaxPodGracePeriod); hard evictions give none.
     pub max_pod_grace_period: Duration,
+    /// MemoryPressure also when memory PSI `full avg10` (the share of the last 10 s
+    /// in which every task stalled on memory) reaches this percentage.
+    pub psi_full_avg10: Option<f64>,
 }
+
+/// The default PSI level for MemoryPressure: all tasks stalled a tenth of the time.
+pub const DEFAULT_PSI_FULL_AVG10: f64 = 10.0;
 
 impl EvictionConfig {
     /// The profile's memory.available thresholds.
@@ -48,15 +58,18 @@ impl EvictionConfig {
                 .map(|s| (s.threshold, s.grace_period)),
             pressure_transition_period: DEFAULT_PRESSURE_TRANSITION_PERIOD,
             max_pod_grace_period: Duration::from_secs(30),
+            psi_full_avg10: Some(DEFAULT_PSI_FULL_AVG10),
         }
     }
 }
 
 /// The node's memory, as the kubelet's memory.available signal sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NodeMemory {
     pub capacity: u64,
     pub available: u64,
+    /// Memory PSI of the node (v2 root cgroup or /proc/pressure/memory), if any.
+    pub psi: Option<Psi>,
 }
 
 impl NodeMemory {
@@ -66,6 +79,7 @@ impl NodeMemory {
         NodeMemory {
             capacity,
             available: capacity.saturating_sub(working_set),
+            psi: None,
         }
     }
 }
@@ -211,7 +225,11 @@ impl EvictionManager {
         } else {
             self.soft_since = None;
         }
-        if hard.is_some() || soft.is_some() {
+        let stalled = match (self.config.psi_full_avg10, node.psi.and_then(|p| p.full)) {
+            (Some(limit), Some(full)) => full.avg10 >= limit,
+            _ => false,
+        };
+        if hard.is_some() || soft.is_some() || stalled {
             self.last_met = Some(now);
         }
         let memory_pressure = self.last_met.is_some_and(|t| {
@@ -328,6 +346,7 @@ mod tests {
             )),
             pressure_transition_period: Duration::from_secs(300),
             max_pod_grace_period: Duration::from_secs(30),
+            psi_full_avg10: Some(10.0),
         }
     }
 
@@ -335,7 +354,25 @@ mod tests {
         NodeMemory {
             capacity: 2048 * MI,
             available: available_mib * MI,
+            psi: None,
         }
+    }
+
+    #[test]
+    fn memory_stalls_mean_pressure_but_no_eviction() {
+        let mut m = EvictionManager::new(config());
+        let pods = vec![pod("hog", 0, &[("a", 10 * MI, 0)])];
+        let mut n = node(1000);
+        n.psi = crate::stats::parse_psi(
+            "some avg10=30.00 avg60=0 avg300=0 total=1\nfull avg10=12.00 avg60=0 avg300=0 total=1\n",
+        );
+        let d = m.observe(Instant::now(), n, &pods);
+        assert!(d.memory_pressure);
+        assert_eq!(d.met, None);
+        assert_eq!(d.evict, None);
+        let mut m = EvictionManager::new(config());
+        n.psi = crate::stats::parse_psi("some avg10=30.00 avg60=0 avg300=0 total=1\n");
+        assert!(!m.observe(Instant::now(), n, &pods).memory_pressure);
     }
 
     #[test]

@@ -81,6 +81,29 @@ pub fn parse_psi(text: &str) -> Option<Psi> {
     some.then_some(psi)
 }
 
+/// The node's memory PSI from `<proc_root>/pressure/memory` (`/proc` on a machine),
+/// which kernels with PSI offer on cgroup v1 too. `None` when the kernel has none.
+pub fn node_memory_pressure(
+    proc_root: &std::path::Path,
+) -> Result<Option<Psi>, crate::CgroupError> {
+    let path = proc_root.join("pressure/memory");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_psi(&text).map(Some).ok_or(crate::CgroupError::Parse {
+            path,
+            what: "pressure stall information",
+            text,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // psi=0 on the kernel command line: the file exists but reads EOPNOTSUPP.
+        Err(e) if e.raw_os_error() == Some(95) => Ok(None),
+        Err(source) => Err(crate::CgroupError::Io {
+            action: "read",
+            path,
+            source,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

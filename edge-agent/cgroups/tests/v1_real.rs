@@ -335,3 +335,13 @@ fn a_pod_that_allocates_past_its_limit_is_oom_killed_and_counted() {
     assert!(oom_control.contains("oom_kill 1"), "{oom_control}");
     t.cg.remove_pod(&g.uid).unwrap();
 }
+
+#[test]
+fn the_nodes_memory_pressure_reads_from_proc() {
+    // This kernel has PSI (/proc/pressure/memory) though its cgroups are v1.
+    let psi = kedge_cgroups::stats::node_memory_pressure(Path::new("/proc"))
+        .unwrap()
+        .expect("this machine's kernel reports PSI in /proc/pressure/memory");
+    assert!(psi.full.is_some(), "{psi:?}");
+    assert!((0.0..=100.0).contains(&psi.some.avg10), "{psi:?}");
+}
