@@ -18,7 +18,7 @@ use kedge_podspec::{
     ContainerInput, EnvSources, ImageConfig, NodeInfo, PlainDirs, SANDBOX_OOM_SCORE_ADJ,
     SandboxInput, SandboxRef, VolumeSources, cleanup_volumes, container_spec, oom_score_adj,
     pod_hostname, prepare_termination_log, prepare_volumes, resolve_env, restrict_oom_score_adj,
-    sandbox_spec, volume_mounts,
+    sandbox_spec, update_volumes, volume_mounts,
 };
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -142,6 +142,9 @@ echo "id=$(id)"
 echo "config=$(cat /etc/app/app.conf)"
 echo "secret=$(cat /etc/creds/password)"
 echo "podname-file=$(cat /etc/podinfo/name)"
+echo "subpath=$(cat /etc/app.conf)"
+echo "token=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token)"
+echo "ca=$(cat /var/run/secrets/kubernetes.io/serviceaccount/ca.crt)"
 touch /rootfile 2>/dev/null && echo "root=writable" || echo "root=read-only"
 touch /scratch/by-app && echo "scratch=writable" || echo "scratch=denied"
 echo "hostname=$(hostname)"
@@ -153,6 +156,18 @@ echo "cpu-quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d'
 echo "cpu-shares=$(cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight)"
 echo "oom=$(cat /proc/self/oom_score_adj)"
 echo "done"
+"#;
+
+/// Waits (up to 10 s) for the configMap file to change under it.
+const WATCH_SCRIPT: &str = r#"
+touch /scratch/watcher-started
+i=0
+while [ $i -lt 200 ]; do
+  if [ "$(cat /etc/app/app.conf)" = "port=8080" ]; then echo "seen=port=8080"; exit 0; fi
+  sleep 0.05
+  i=$((i+1))
+done
+echo "seen=$(cat /etc/app/app.conf)"
 "#;
 
 const CHOWN_SCRIPT: &str = r#"
@@ -210,6 +225,8 @@ spec:
     - {{name: creds, mountPath: /etc/creds}}
     - {{name: podinfo, mountPath: /etc/podinfo}}
     - {{name: scratch, mountPath: /scratch}}
+    - {{name: config, mountPath: /etc/app.conf, subPath: app.conf}}
+    - {{name: token, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}}
   - name: dropped
     image: busybox
     command: [/bin/sh, -c, "{chown}"]
@@ -222,14 +239,21 @@ spec:
     env: [{{name: NAME, value: kept}}]
     securityContext: {{runAsUser: 0}}
     volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  - name: watcher
+    image: busybox
+    command: [/bin/sh, -c, "{watch}"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}, {{name: config, mountPath: /etc/app}}]
   volumes:
   - {{name: config, configMap: {{name: app-config}}}}
   - {{name: creds, secret: {{secretName: db}}}}
   - {{name: podinfo, downwardAPI: {{items: [{{path: name, fieldRef: {{fieldPath: metadata.name}}}}]}}}}
   - {{name: scratch, emptyDir: {{}}}}
+  - {{name: token, projected: {{sources: [{{serviceAccountToken: {{path: token}}}},
+      {{configMap: {{name: kube-root-ca.crt, items: [{{key: ca.crt, path: ca.crt}}]}}}}]}}}}
 "#,
         script = APP_SCRIPT.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"),
         chown = CHOWN_SCRIPT.replace('"', "\\\"").replace('\n', "\\n"),
+        watch = WATCH_SCRIPT.replace('"', "\\\"").replace('\n', "\\n"),
     ))
     .unwrap();
 
@@ -239,7 +263,14 @@ spec:
     .unwrap();
     let secret: Secret =
         serde_yaml::from_str("metadata: {name: db}\ndata: {password: czNjcmV0}").unwrap();
-    let config_maps: BTreeMap<String, ConfigMap> = [("app-config".to_string(), config_map)].into();
+    let root_ca: ConfigMap =
+        serde_yaml::from_str("metadata: {name: kube-root-ca.crt}\ndata: {ca.crt: CLUSTER-CA}")
+            .unwrap();
+    let mut config_maps: BTreeMap<String, ConfigMap> = [
+        ("app-config".to_string(), config_map),
+        ("kube-root-ca.crt".to_string(), root_ca),
+    ]
+    .into();
     let secrets: BTreeMap<String, Secret> = [("db".to_string(), secret)].into();
     let node = NodeInfo {
         host_ips: vec!["192.0.2.10".into()],
@@ -252,6 +283,7 @@ spec:
     };
 
     // volumes (PlainDirs: this test is about the spec; the tmpfs mounts have their own test)
+    let token = "eyJhbGciOiJSUzI1NiJ9.test.token";
     let volumes = prepare_volumes(
         &pod_dir,
         &pod,
@@ -259,7 +291,7 @@ spec:
             config_maps: &config_maps,
             secrets: &secrets,
             node: &node,
-            service_account_token: None,
+            service_account_token: Some(token),
         },
         &PlainDirs,
     )
@@ -341,6 +373,7 @@ spec:
         ..Default::default()
     };
     let mut outputs = BTreeMap::new();
+    let mut watcher = None;
     for container in &pod.spec.as_ref().unwrap().containers {
         let env = resolve_env(
             &pod,
@@ -381,13 +414,56 @@ spec:
         let bundle = t.join(&container.name);
         write_bundle(&bundle, &spec);
         cleanup.containers.push(id.clone());
-        outputs.insert(container.name.clone(), runc_run(&runc_root, &bundle, &id));
+        if container.name == "watcher" {
+            watcher = Some((bundle, id));
+        } else {
+            outputs.insert(container.name.clone(), runc_run(&runc_root, &bundle, &id));
+        }
     }
+
+    // a ConfigMap update reaches a running container: the watcher loops on the
+    // file while the volume is updated under it
+    let (bundle, id) = watcher.expect("the pod has a watcher container");
+    let root = runc_root.clone();
+    let running = std::thread::spawn(move || runc_run(&root, &bundle, &id));
+    let started = pod_dir.join("volumes/kubernetes.io~empty-dir/scratch/watcher-started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher container did not start in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    config_maps
+        .get_mut("app-config")
+        .unwrap()
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("app.conf".into(), "port=8080".into());
+    let update = update_volumes(
+        &pod_dir,
+        &pod,
+        &VolumeSources {
+            config_maps: &config_maps,
+            secrets: &secrets,
+            node: &node,
+            service_account_token: Some(token),
+        },
+        &PlainDirs,
+    );
+    assert!(update.errors.is_empty(), "{:?}", update.errors);
+    assert_eq!(update.changed, ["config"]);
+    outputs.insert(
+        "watcher".to_string(),
+        running.join().expect("the watcher's runc"),
+    );
 
     let app = &outputs["app"];
     println!(
-        "app:\n{app}\ndropped: {}kept: {}",
-        outputs["dropped"], outputs["kept"]
+        "app:\n{app}\ndropped: {}kept: {}watcher: {}",
+        outputs["dropped"], outputs["kept"], outputs["watcher"]
     );
     let line = |key: &str| -> String {
         app.lines()
@@ -411,6 +487,17 @@ spec:
     );
     assert_eq!(line("secret"), "s3cret");
     assert_eq!(line("podname-file"), "web-0", "a downwardAPI file");
+    assert_eq!(
+        line("subpath"),
+        "port=80",
+        "a configMap key mounted by subPath"
+    );
+    assert_eq!(line("token"), token, "the projected ServiceAccount token");
+    assert_eq!(
+        line("ca"),
+        "CLUSTER-CA",
+        "kube-root-ca.crt's ca.crt in the projected volume"
+    );
     assert_eq!(line("root"), "read-only", "readOnlyRootFilesystem");
     assert_eq!(
         line("scratch"),

@@ -653,6 +653,18 @@ fn setup(
         )?,
         Source::Projected(p) => projected_payload(pod, p, sources, fs_group)?,
     };
+    // the group read bit the ownership pass adds, already in the modes, so that
+    // an unchanged volume compares equal to what is on disk
+    let payload: Payload = match fs_group {
+        Some(_) => payload
+            .into_iter()
+            .map(|(path, file)| {
+                let mode = file.mode | 0o440;
+                (path, FileProjection { mode, ..file })
+            })
+            .collect(),
+        None => payload,
+    };
     let perms = |ts: &Path| -> io::Result<()> {
         match fs_group {
             Some(gid) => set_ownership(ts, gid, true),

@@ -609,6 +609,12 @@ fn fs_group_ownership_as_root() {
         .join("token");
     assert_eq!(mode_of(&t), 0o640);
     assert_eq!(group(&t), 4321);
+    // and nothing looks changed to the next update
+    let update = update_volumes(tmp.path(), &p, &w.sources(), &PlainDirs);
+    assert!(
+        update.errors.is_empty() && update.changed.is_empty(),
+        "{update:?}"
+    );
 }
 
 /// Memory-backed volumes on a real tmpfs, and their unmounting, need root.
