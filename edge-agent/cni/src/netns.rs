@@ -389,8 +389,8 @@ fn validate_name(name: &str) -> Result<(), CniError> {
         value: name.to_string(),
         reason: reason.to_string(),
     };
-    if name.is_empty() || name.len() > 200 {
-        return Err(bad("it must be 1 to 200 characters long"));
+    if name.is_empty() || name.len() > 250 {
+        return Err(bad("it must be 1 to 250 characters long"));
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(bad("it must start with a letter or digit"));
@@ -410,10 +410,10 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "pod-1", "0abc_def.ghi", &"x".repeat(200)] {
+        for ok in ["a", "pod-1", "0abc_def.ghi", &"x".repeat(250)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "-x", "a/b", "a b", "ä", &"x".repeat(201)] {
+        for bad in ["", ".", "..", "-x", "a/b", "a b", "ä", &"x".repeat(251)] {
             assert!(
                 matches!(validate_name(bad), Err(CniError::InvalidArgument { .. })),
                 "{bad}"

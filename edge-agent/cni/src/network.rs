@@ -10,11 +10,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::cidr::IpPrefix;
 use crate::conflist::{NetworkConfigList, PluginConfig};
 use crate::error::CniError;
 use crate::exec::{self, Invocation, Op};
-use crate::fsutil;
+use crate::netns::{Netns, NetnsDir, run_in_netns};
 use crate::types::{Attachment, CniResult, PodRef, PortMapping};
+use crate::{fsutil, netlink};
 
 /// Where plugins, configs and cached results live, and how long a plugin may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub struct CniConfig {
     pub ifname: String,
     /// How long one plugin call may take before it is killed.
     pub plugin_timeout: Duration,
+    /// Where teardown pins the short-lived stand-in namespace it needs when a sandbox's
+    /// own is gone (see [`PodNetwork::teardown`]).
+    pub netns_dir: PathBuf,
 }
 
 impl CniConfig {
@@ -46,6 +51,7 @@ impl CniConfig {
             cache_dir: data_dir.join("agent/cni/cache"),
             ifname: "eth0".to_string(),
             plugin_timeout: Duration::from_secs(60),
+            netns_dir: PathBuf::from(crate::netns::DEFAULT_NETNS_DIR),
         }
     }
 }
@@ -252,6 +258,12 @@ impl PodNetwork {
     /// nothing was cached), then forgets the cache. Idempotent: it succeeds for a sandbox
     /// never attached, already detached, or whose namespace is gone (`netns` `None` or
     /// missing). A failure keeps the cache, so the call can be retried.
+    ///
+    /// Call it before removing the sandbox's namespace. If the namespace (or the pod's
+    /// interface in it) is gone already, DEL runs against a stand-in namespace holding an
+    /// interface of that name with the pod's cached addresses: the bridge plugin learns the pod's
+    /// addresses only from that interface, and without them it would leave its ipMasq
+    /// rules behind (containernetworking/plugins#810, open upstream).
     #[tracing::instrument(name = "cni_del", level = "debug", skip_all,
         fields(sandbox = sandbox_id, network = %self.network.name))]
     pub async fn teardown(
@@ -282,19 +294,56 @@ impl PodNetwork {
             }
             None => (self.network.clone(), None, Vec::new()),
         };
+        let live = netns.filter(|p| crate::netns::is_netns(p));
+        let ifname = self.config.ifname.clone();
+        let has_interface = live.is_some_and(|p| {
+            run_in_netns(p, || nix::net::if_::if_nametoindex(ifname.as_str()).is_ok())
+                .unwrap_or(true)
+        });
+        let pod_ips = cached
+            .as_ref()
+            .and_then(|e| {
+                Attachment::from_result(
+                    sandbox_id,
+                    &e.network_name,
+                    &e.if_name,
+                    serde_json::from_value(e.result.clone()).ok()?,
+                )
+                .ok()
+            })
+            .map(|a| a.ips)
+            .unwrap_or_default();
+        let stand_in = if !has_interface && !pod_ips.is_empty() {
+            match self.stand_in_netns(sandbox_id, &pod_ips) {
+                Ok(ns) => Some(ns),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no stand-in namespace for DEL; the bridge plugin may leave its ipMasq rules");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         // Plugins treat an empty CNI_NETNS as "the sandbox is gone": clean up host state only.
-        let netns = netns.filter(|p| p.exists());
+        let del_netns = stand_in.as_ref().map(|ns| ns.path()).or(live);
         let cni_args = cni_args(pod, sandbox_id);
         let inv = Invocation {
             op: Op::Del,
             container_id: sandbox_id,
-            netns,
+            netns: del_netns,
             ifname: &self.config.ifname,
             cni_args: &cni_args,
             bin_dirs: &self.config.bin_dirs,
         };
-        self.del_chain(&network, &inv, prev.as_ref(), &port_mappings)
-            .await?;
+        let deleted = self
+            .del_chain(&network, &inv, prev.as_ref(), &port_mappings)
+            .await;
+        if let Some(ns) = &stand_in
+            && let Err(e) = crate::netns::remove_pinned(ns.path())
+        {
+            tracing::warn!(error = %e, "could not remove the stand-in namespace");
+        }
+        deleted?;
         self.remove_cache(sandbox_id).await?;
         tracing::info!("sandbox detached from the pod network");
         Ok(())
@@ -394,6 +443,30 @@ impl PodNetwork {
         Ok(names)
     }
 
+    /// A fresh namespace holding an `<ifname>` with the pod's addresses, for DEL.
+    fn stand_in_netns(&self, sandbox_id: &str, ips: &[IpPrefix]) -> Result<Netns, CniError> {
+        let dir = NetnsDir::new(&self.config.netns_dir);
+        let name = format!("kedge-del-{sandbox_id}");
+        dir.remove(&name)?;
+        let ns = dir.create(&name)?;
+        let ifname = self.config.ifname.as_str();
+        let added = run_in_netns(ns.path(), || {
+            netlink::add_interface_with_addresses(ifname, "kedge-del0", ips)
+        })
+        .and_then(|r| {
+            r.map_err(|source| CniError::Netns {
+                path: ns.path().to_path_buf(),
+                op: "add the stand-in interface",
+                source,
+            })
+        });
+        if let Err(e) = added {
+            let _ = dir.remove(&name);
+            return Err(e);
+        }
+        Ok(ns)
+    }
+
     fn attachment_from_entry(
         &self,
         sandbox_id: &str,
@@ -408,6 +481,9 @@ impl PodNetwork {
     }
 
     /// DEL through `network`'s plugins in reverse, each given `prev` (the cached result).
+    /// Unlike libcni it does not stop at the first failure: DEL is idempotent, so every
+    /// plugin gets its chance to release what it holds (a missing or broken portmap must
+    /// not keep bridge from releasing the IP), and the first error is returned.
     async fn del_chain(
         &self,
         network: &NetworkConfigList,
@@ -415,11 +491,17 @@ impl PodNetwork {
         prev: Option<&Value>,
         port_mappings: &[PortMapping],
     ) -> Result<(), CniError> {
+        let mut first_error = None;
         for plugin in network.plugins.iter().rev() {
-            self.run_one(network, plugin, inv, prev, port_mappings)
-                .await?;
+            if let Err(e) = self
+                .run_one(network, plugin, inv, prev, port_mappings)
+                .await
+            {
+                tracing::warn!(plugin = %plugin.plugin_type, error = %e, "CNI DEL failed; going on with the rest of the chain");
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Runs one plugin of `network` with its config built as libcni builds it: the
