@@ -25,6 +25,8 @@ as_root() {
 #   iproute2, nftables  network namespaces, veth pairs and packet filters for the tunnel tests
 #   containerd, runc, busybox-static  the agent's runtime; its tests run real containers from
 #                       a busybox image built from /bin/busybox (ctr comes with containerd)
+#   containernetworking-plugins  the standard CNI plugins in /usr/lib/cni (bridge, host-local,
+#                       portmap, loopback) that pod networking runs; brings iptables
 need_packages=()
 check() { # check <package> <probe...>
   local pkg=$1; shift
@@ -47,6 +49,7 @@ check nftables command -v nft
 check containerd command -v containerd-shim-runc-v2
 check runc command -v runc
 check busybox-static sh -c 'ldd /bin/busybox 2>&1 | grep -q "not a dynamic"'
+check containernetworking-plugins test -x /usr/lib/cni/bridge
 
 if [ ${#need_packages[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "missing ${need_packages[*]} and no apt-get: install them by hand"
