@@ -473,6 +473,45 @@ mod tests {
     }
 
     #[test]
+    fn the_profile_labels_the_node_and_sets_the_tunnel_timers() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "kedge-agent",
+                "--server",
+                "https://cp:6443",
+                "--token",
+                "K10abc::x.y",
+                "--node-name",
+                "n1",
+                // Derived for whatever machine runs the test, so it fits any.
+                "--profile",
+                "generic",
+            ];
+            argv.extend_from_slice(extra);
+            options(Args::try_parse_from(argv).unwrap()).unwrap()
+        };
+        let o = parse(&["--node-label", "zone=a"]);
+        assert_eq!(o.labels["kedge.io/profile"], "generic");
+        assert_eq!(o.labels["node.kubernetes.io/instance-type"], "generic");
+        assert_eq!(o.labels["kubernetes.io/arch"], profiles::go_arch());
+        assert_eq!(o.labels["zone"], "a");
+        let generic = profiles::builtin("generic").unwrap();
+        assert_eq!(
+            o.bootstrap.tunnel.keepalive_interval,
+            generic.tunnel.keepalive
+        );
+        assert_eq!(o.bootstrap.tunnel.backoff_cap, generic.tunnel.backoff_cap);
+        assert_eq!(o.report.batch_size, generic.sync_batch_size as usize);
+        // Flags still win over the profile.
+        let o = parse(&["--tunnel-keepalive", "7s", "--tunnel-backoff-cap", "9s"]);
+        assert_eq!(
+            o.bootstrap.tunnel.keepalive_interval,
+            Duration::from_secs(7)
+        );
+        assert_eq!(o.bootstrap.tunnel.backoff_cap, Duration::from_secs(9));
+    }
+
+    #[test]
     fn the_file_goes_before_the_command_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.yaml");
