@@ -197,12 +197,18 @@ pub fn resolve_env(
             if let Some(field) = &from.field_ref {
                 pod_field(pod, &var.name, &field.field_path, sources)?
             } else if let Some(res) = &from.resource_field_ref {
-                fieldpath::container_resource(res, container, sources.node).map_err(|source| {
-                    EnvError::Field {
-                        name: var.name.clone(),
-                        source,
-                    }
-                })?
+                let field_err = |source| EnvError::Field {
+                    name: var.name.clone(),
+                    source,
+                };
+                // another container's resources when containerName says so
+                let target = match res.container_name.as_deref().filter(|n| !n.is_empty()) {
+                    Some(other) => fieldpath::find_container(pod, other).ok_or_else(|| {
+                        field_err(FieldError::ContainerNotFound(other.to_string()))
+                    })?,
+                    None => container,
+                };
+                fieldpath::container_resource(res, target, sources.node).map_err(field_err)?
             } else if let Some(r) = &from.config_map_key_ref {
                 let optional = r.optional == Some(true);
                 let Some(cm) = sources.config_maps.get(&r.name) else {
@@ -582,6 +588,10 @@ spec:
                 "env X: unsupported fieldPath: spec.hostname",
             ),
             (
+                "{name: X, valueFrom: {resourceFieldRef: {containerName: ghost, resource: limits.cpu}}}",
+                "env X: container ghost not found",
+            ),
+            (
                 "{name: X, valueFrom: {resourceFieldRef: {resource: limits.gpu}}}",
                 "env X: unsupported container resource : limits.gpu",
             ),
@@ -648,7 +658,8 @@ spec:
                 {name: MEM_LIMIT_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}},
                 {name: MEM_REQ_KI, valueFrom: {resourceFieldRef: {resource: requests.memory, divisor: 1Ki}}},
                 {name: MEM_REQ_G, valueFrom: {resourceFieldRef: {resource: requests.memory, divisor: 1G}}},
-                {name: ZERO_DIV, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: "0"}}}
+                {name: ZERO_DIV, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: "0"}}},
+                {name: OWN, valueFrom: {resourceFieldRef: {containerName: app, resource: requests.cpu, divisor: 1m}}}
             ]}"#,
         )
         .unwrap();
@@ -664,6 +675,7 @@ spec:
             ("MEM_REQ_KI", "65536"),
             ("MEM_REQ_G", "1"),
             ("ZERO_DIV", "134217728"),
+            ("OWN", "250"),
         ];
         for (k, v) in want {
             assert_eq!(env.get(k), Some(v), "{k}");

@@ -141,8 +141,8 @@ pub fn container_resource(
         .ok_or_else(|| FieldError::UnsupportedResource(resource.to_string()))?;
     let amount = match kind {
         "limits" => match resource_quantity(container, "limits", name).map_err(bad)? {
-            Some(q) if !q.is_zero() => q,
-            _ => node.allocatable_of(name).map_err(bad)?,
+            Some(q) => q,
+            None => node.allocatable_of(name).map_err(bad)?,
         },
         "requests" => request_or_limit(container, name)
             .map_err(bad)?
