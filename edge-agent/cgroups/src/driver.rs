@@ -247,6 +247,17 @@ impl Driver for V1 {
         for c in self.mounted() {
             mkdir(&self.dir(c, path))?;
         }
+        // Without use_hierarchy a parent's limit does not cover its children (older
+        // kernels default to 0; since 5.x it is always 1). It can be turned on only
+        // while a cgroup has no children, so right after it is made, top-down.
+        let mut dir = self.root.join("memory");
+        for component in path.split('/') {
+            dir.push(component);
+            let file = dir.join("memory.use_hierarchy");
+            if std::fs::read_to_string(&file).is_ok_and(|v| v.trim() == "0") {
+                write(&file, "1")?;
+            }
+        }
         Ok(())
     }
 
@@ -529,6 +540,20 @@ mod tests {
         for bad in ["/kubepods", "a//b", "a/../b", "", "a/."] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn v1_turns_on_use_hierarchy_where_it_is_off() {
+        let root = tempfile::tempdir().unwrap();
+        let mem = root.path().join("memory");
+        std::fs::create_dir_all(mem.join("kubepods")).unwrap();
+        std::fs::write(mem.join("kubepods/memory.use_hierarchy"), "0\n").unwrap();
+        V1::new(root.path()).create("kubepods/burstable").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(mem.join("kubepods/memory.use_hierarchy")).unwrap(),
+            "1"
+        );
+        assert!(mem.join("kubepods/burstable").is_dir());
     }
 
     #[test]
