@@ -188,7 +188,7 @@ pub(crate) fn host_platform() -> (&'static str, Option<&'static str>) {
 
 /// Picks our platform's manifest from an index: an exact match, else the first manifest
 /// without a platform (single-platform indexes often leave it out).
-pub(crate) fn pick_manifest<'a>(index: &'a Index) -> Option<&'a Descriptor> {
+pub(crate) fn pick_manifest(index: &Index) -> Option<&Descriptor> {
     let (arch, variant) = host_platform();
     let matches = |d: &&Descriptor| match &d.platform {
         Some(p) => {
