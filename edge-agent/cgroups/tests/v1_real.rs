@@ -345,3 +345,127 @@ fn the_nodes_memory_pressure_reads_from_proc() {
     assert!(psi.full.is_some(), "{psi:?}");
     assert!((0.0..=100.0).contains(&psi.some.avg10), "{psi:?}");
 }
+
+/// Starts `busybox sh` in a pod cgroup that fills a shell variable with `bytes`
+/// bytes, says "ready" and holds it until stdin closes.
+fn start_hog(t: &mut TestHierarchy, path: &str, bytes: u64) -> u32 {
+    use std::io::BufRead;
+    let script = format!(
+        "read go; x=$(/bin/busybox head -c {bytes} /dev/zero | /bin/busybox tr '\\0' a); echo ready; read done"
+    );
+    let mut child = Command::new(BUSYBOX)
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start busybox");
+    let pid = child.id();
+    t.cg.driver().add_process(path, pid).unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n", "the hog in {path} did not fill its memory");
+    t.children.push(child);
+    pid
+}
+
+#[test]
+fn eviction_on_real_cgroup_stats_picks_the_besteffort_hog() {
+    use kedge_cgroups::eviction::{
+        ContainerUsage, EvictionConfig, EvictionManager, NodeMemory, PodUsage,
+    };
+    use kedge_hardware_profiles::{Bytes, Threshold};
+    use std::time::{Duration, Instant};
+
+    need_busybox();
+    let mut t = TestHierarchy::new();
+    t.cg.ensure_hierarchy(&budgets()).unwrap();
+    let besteffort = pod("be-hog", None, None);
+    let guaranteed = pod("g-web", Some(32 * MI), Some(100));
+    let be_path = t.cg.update_pod(&besteffort).unwrap();
+    let g_path = t.cg.update_pod(&guaranteed).unwrap();
+    start_hog(&mut t, &be_path, 40_000_000);
+    start_hog(&mut t, &g_path, 4_000_000);
+
+    // A 256Mi device, emulated: what is available is 256Mi less what kubepods holds.
+    let capacity = 256 * MI;
+    let observe = |t: &TestHierarchy| {
+        let pods_ws =
+            t.cg.memory_stats(&t.cg.layout().kubepods())
+                .unwrap()
+                .working_set;
+        let usage = |path: &str, name: &str, request: u64| PodUsage {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: name.into(),
+            priority: 0,
+            critical: false,
+            containers: vec![ContainerUsage {
+                name: name.into(),
+                usage: t.cg.memory_stats(path).map(|s| s.working_set).unwrap_or(0),
+                request,
+            }],
+        };
+        (
+            NodeMemory::from_working_set(capacity, pods_ws),
+            vec![
+                usage(&g_path, "g-web", 32 * MI),
+                usage(&be_path, "be-hog", 0),
+            ],
+        )
+    };
+    let (node, pods) = observe(&t);
+    assert!(
+        pods[1].usage() >= 38 * MI,
+        "the hog's working set is charged to its pod cgroup: {pods:?}"
+    );
+    assert!(node.available <= capacity - 40 * MI, "{node:?}");
+    let mut manager = EvictionManager::new(EvictionConfig {
+        hard: Some(Threshold::Quantity(Bytes(capacity - 30 * MI))),
+        soft: None,
+        pressure_transition_period: Duration::from_secs(300),
+        max_pod_grace_period: Duration::from_secs(30),
+        psi_full_avg10: None,
+    });
+    let now = Instant::now();
+    let d = manager.observe(now, node, &pods);
+    assert!(d.memory_pressure);
+    let e = d.evict.expect("an eviction");
+    assert_eq!(
+        e.name, "be-hog",
+        "BestEffort goes first, the Guaranteed pod stays"
+    );
+    assert!(
+        e.message.starts_with(&format!(
+            "The node was low on resource: memory. Threshold quantity: 226Mi, available: {}. Container be-hog was using ",
+            Bytes(node.available)
+        )),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message
+            .ends_with(", request is 0, has larger consumption of memory. ")
+    );
+
+    // Evict it: kill what runs in its cgroup, remove the cgroup.
+    let hog = &mut t.children[0];
+    hog.kill().unwrap();
+    hog.wait().unwrap();
+    t.cg.remove_pod(&besteffort.uid).unwrap();
+    let (node, pods) = observe(&t);
+    let d = manager.observe(now + Duration::from_secs(10), node, &pods);
+    assert_eq!(d.met, None, "below the threshold again: {node:?}");
+    assert_eq!(d.evict, None);
+    assert!(
+        d.memory_pressure,
+        "the condition stays for the transition period"
+    );
+    assert!(
+        t.children[1].try_wait().unwrap().is_none(),
+        "the Guaranteed pod runs on"
+    );
+}
