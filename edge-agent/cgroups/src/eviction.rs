@@ -82,6 +82,26 @@ impl NodeMemory {
             psi: None,
         }
     }
+
+    /// From the text of /proc/meminfo: MemTotal as capacity, MemAvailable as what
+    /// is available (on v2 the root cgroup has no memory.current to take a working
+    /// set from; MemAvailable also counts reclaimable cache as available, as the
+    /// working set does).
+    pub fn from_meminfo(text: &str) -> Option<NodeMemory> {
+        let field = |name: &str| {
+            text.lines().find_map(|l| {
+                let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+                let mut parts = rest.split_whitespace();
+                let kb: u64 = parts.next()?.parse().ok()?;
+                (parts.next()? == "kB").then_some(kb * 1024)
+            })
+        };
+        Some(NodeMemory {
+            capacity: field("MemTotal")?,
+            available: field("MemAvailable")?,
+            psi: None,
+        })
+    }
 }
 
 /// A container's memory use and request.
@@ -356,6 +376,17 @@ mod tests {
             available: available_mib * MI,
             psi: None,
         }
+    }
+
+    #[test]
+    fn node_memory_from_meminfo() {
+        let n = NodeMemory::from_meminfo(
+            "MemTotal:        1917468 kB\nMemFree:  1000 kB\nMemAvailable:     812345 kB\n",
+        )
+        .unwrap();
+        assert_eq!(n.capacity, 1_917_468 * 1024);
+        assert_eq!(n.available, 812_345 * 1024);
+        assert_eq!(NodeMemory::from_meminfo("MemTotal: 1 kB\n"), None);
     }
 
     #[test]
