@@ -103,6 +103,16 @@ pub enum CniError {
     #[error("sandbox {sandbox_id} has no attachment to CNI network {network}: set it up first")]
     NotAttached { network: String, sandbox_id: String },
 
+    /// setup was called for a sandbox attached with another network namespace.
+    #[error(
+        "sandbox {sandbox_id} is attached to cni network {network} already, with netns {netns}: tear it down first"
+    )]
+    AlreadyAttached {
+        network: String,
+        sandbox_id: String,
+        netns: PathBuf,
+    },
+
     /// The plugins do not support the configuration's cniVersion.
     #[error("cni plugin {plugin} does not support cniVersion {version} (it supports {supported})")]
     UnsupportedVersion {

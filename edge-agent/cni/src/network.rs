@@ -161,7 +161,9 @@ impl PodNetwork {
     /// runs ADD through the chain, caches the result, and returns the pod's addresses.
     ///
     /// If a plugin fails, what the earlier ones did is undone (DEL through the chain)
-    /// before the error is returned, so a failed setup leaks no IP.
+    /// before the error is returned, so a failed setup leaks no IP. Calling it again for
+    /// an attached sandbox with the same `netns` returns the cached attachment (no second
+    /// ADD); with another `netns` it fails with [`CniError::AlreadyAttached`].
     #[tracing::instrument(name = "cni_add", level = "debug", skip_all,
         fields(sandbox = sandbox_id, network = %self.network.name, pod = %format!("{}/{}", pod.namespace, pod.name)))]
     pub async fn setup(
@@ -182,6 +184,20 @@ impl PodNetwork {
             });
         }
         let _guard = self.locks.lock(sandbox_id).await;
+        // Set up already (an agent that restarted between setup and recording the
+        // sandbox): the same answer again, without a second ADD that would lease a
+        // second address.
+        if let Some(entry) = self.read_cache(sandbox_id).await? {
+            if entry.netns.as_deref() == Some(netns) {
+                tracing::debug!("sandbox attached already; returning the cached attachment");
+                return self.attachment_from_entry(sandbox_id, entry);
+            }
+            return Err(CniError::AlreadyAttached {
+                network: self.network.name.clone(),
+                sandbox_id: sandbox_id.to_string(),
+                netns: entry.netns.unwrap_or_default(),
+            });
+        }
         let cni_args = cni_args(pod, sandbox_id);
         let inv = Invocation {
             op: Op::Add,
@@ -248,7 +264,14 @@ impl PodNetwork {
             config: self.network.to_value().clone(),
             result: result_value,
         };
-        self.write_cache(&entry).await?;
+        if let Err(e) = self.write_cache(&entry).await {
+            // Without the cache a later DEL could not find what this ADD made: undo it.
+            let del = Invocation { op: Op::Del, ..inv };
+            let _ = self
+                .del_chain(&self.network, &del, Some(&entry.result), port_mappings)
+                .await;
+            return Err(e);
+        }
         tracing::info!(ip = %attachment.ip, "sandbox attached to the pod network");
         Ok(attachment)
     }

@@ -439,3 +439,29 @@ async fn validate_runs_version_and_rejects_unsupported_versions() {
         .unwrap_err();
     assert!(matches!(err, CniError::PluginNotFound { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn setup_again_returns_the_cached_attachment_without_a_second_add() {
+    let f = Fixture::new();
+    f.plugin("first", &print(&result_json("10.0.0.5")));
+    let net = f.network(r#"{"type":"first"}"#);
+    let first = net
+        .setup("sb5", Path::new(SELF_NETNS), &pod(), &[])
+        .await
+        .unwrap();
+    let restarted = f.network(r#"{"type":"first"}"#);
+    let again = restarted
+        .setup("sb5", Path::new(SELF_NETNS), &pod(), &[])
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(f.calls().len(), 1, "one ADD only");
+    // the same sandbox id with another namespace is a caller's mistake
+    let err = restarted
+        .setup("sb5", Path::new("/proc/thread-self/ns/net"), &pod(), &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CniError::AlreadyAttached { .. }), "{err:?}");
+    assert!(err.to_string().contains("tear it down first"), "{err}");
+    assert_eq!(f.calls().len(), 1);
+}
