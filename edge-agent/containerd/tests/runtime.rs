@@ -541,3 +541,61 @@ async fn measurements() {
     assert!(lat[lat.len() / 2] < Duration::from_secs(5));
     env.teardown().await;
 }
+
+/// Shim processes serving this containerd.
+fn shims(socket: &std::path::Path) -> usize {
+    let needle = socket.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            let c = String::from_utf8_lossy(c);
+            c.starts_with("/usr/bin/containerd-shim-runc-v2") && c.contains(&needle)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shim_serves_a_whole_pod() {
+    let env = Env::start().await;
+    let c = &env.client;
+    let image = env.busybox("busybox:group").await;
+    let mut ids = Vec::new();
+    for name in ["pause", "app", "sidecar"] {
+        let id = uid(name);
+        let mut s = spec(&["sleep", "1000"], false);
+        s.set_annotations(Some(HashMap::from([(
+            kedge_containerd::SHIM_GROUP_ANNOTATION.to_string(),
+            "pod-1234".to_string(),
+        )])));
+        c.create_container(&id, &image, &s, HashMap::new())
+            .await
+            .unwrap();
+        let (_, _streams) = c.start(&id, TaskIo::default()).await.unwrap();
+        ids.push(id);
+    }
+    // A container outside the group gets its own shim.
+    let lone = uid("lone");
+    c.create_container(
+        &lone,
+        &image,
+        &spec(&["sleep", "1000"], false),
+        HashMap::new(),
+    )
+    .await
+    .unwrap();
+    let (_, _s) = c.start(&lone, TaskIo::default()).await.unwrap();
+    assert_eq!(
+        shims(&env.config.socket_path()),
+        2,
+        "one shim for the pod's three containers, one for the other"
+    );
+    for id in &ids {
+        assert!(matches!(
+            c.task_status(id).await.unwrap(),
+            Some(TaskState::Running { .. })
+        ));
+    }
+    within("teardown", env.teardown()).await;
+}
