@@ -317,12 +317,6 @@ impl PodNetwork {
             }
             None => (self.network.clone(), None, Vec::new()),
         };
-        let live = netns.filter(|p| crate::netns::is_netns(p));
-        let ifname = self.config.ifname.clone();
-        let has_interface = live.is_some_and(|p| {
-            run_in_netns(p, || nix::net::if_::if_nametoindex(ifname.as_str()).is_ok())
-                .unwrap_or(true)
-        });
         let pod_ips = cached
             .as_ref()
             .and_then(|e| {
@@ -336,19 +330,36 @@ impl PodNetwork {
             })
             .map(|a| a.ips)
             .unwrap_or_default();
-        let stand_in = if !has_interface && !pod_ips.is_empty() {
-            match self.stand_in_netns(sandbox_id, &pod_ips) {
-                Ok(ns) => Some(ns),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no stand-in namespace for DEL; the bridge plugin may leave its ipMasq rules");
+        // Namespace work is blocking (threads, mounts, netlink): off the runtime's threads.
+        let (live, stand_in) = {
+            let netns = netns.map(Path::to_path_buf);
+            let ifname = self.config.ifname.clone();
+            let netns_dir = self.config.netns_dir.clone();
+            let id = sandbox_id.to_string();
+            tokio::task::spawn_blocking(move || {
+                let live = netns.filter(|p| crate::netns::is_netns(p));
+                let has_interface = live.as_deref().is_some_and(|p| {
+                    run_in_netns(p, || nix::net::if_::if_nametoindex(ifname.as_str()).is_ok())
+                        .unwrap_or(true)
+                });
+                let stand_in = if !has_interface && !pod_ips.is_empty() {
+                    match stand_in_netns(&netns_dir, &id, &ifname, &pod_ips) {
+                        Ok(ns) => Some(ns),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no stand-in namespace for DEL; the bridge plugin may leave its ipMasq rules");
+                            None
+                        }
+                    }
+                } else {
                     None
-                }
-            }
-        } else {
-            None
+                };
+                (live, stand_in)
+            })
+            .await
+            .map_err(|e| CniError::io("prepare DEL", &self.config.netns_dir, std::io::Error::other(e)))?
         };
         // Plugins treat an empty CNI_NETNS as "the sandbox is gone": clean up host state only.
-        let del_netns = stand_in.as_ref().map(|ns| ns.path()).or(live);
+        let del_netns = stand_in.as_ref().map(|ns| ns.path()).or(live.as_deref());
         let cni_args = cni_args(pod, sandbox_id);
         let inv = Invocation {
             op: Op::Del,
@@ -466,30 +477,6 @@ impl PodNetwork {
         Ok(names)
     }
 
-    /// A fresh namespace holding an `<ifname>` with the pod's addresses, for DEL.
-    fn stand_in_netns(&self, sandbox_id: &str, ips: &[IpPrefix]) -> Result<Netns, CniError> {
-        let dir = NetnsDir::new(&self.config.netns_dir);
-        let name = format!("kedge-del-{sandbox_id}");
-        dir.remove(&name)?;
-        let ns = dir.create(&name)?;
-        let ifname = self.config.ifname.as_str();
-        let added = run_in_netns(ns.path(), || {
-            netlink::add_interface_with_addresses(ifname, "kedge-del0", ips)
-        })
-        .and_then(|r| {
-            r.map_err(|source| CniError::Netns {
-                path: ns.path().to_path_buf(),
-                op: "add the stand-in interface",
-                source,
-            })
-        });
-        if let Err(e) = added {
-            let _ = dir.remove(&name);
-            return Err(e);
-        }
-        Ok(ns)
-    }
-
     fn attachment_from_entry(
         &self,
         sandbox_id: &str,
@@ -602,6 +589,35 @@ impl PodNetwork {
             Err(e) => Err(CniError::io("remove", &path, e)),
         }
     }
+}
+
+/// A fresh namespace `<dir>/kedge-del-<sandbox>` holding an `<ifname>` (one end of a
+/// veth pair) with the pod's addresses, for DEL when the sandbox's own is gone.
+fn stand_in_netns(
+    dir: &Path,
+    sandbox_id: &str,
+    ifname: &str,
+    ips: &[IpPrefix],
+) -> Result<Netns, CniError> {
+    let dir = NetnsDir::new(dir);
+    let name = format!("kedge-del-{sandbox_id}");
+    dir.remove(&name)?;
+    let ns = dir.create(&name)?;
+    let added = run_in_netns(ns.path(), || {
+        netlink::add_interface_with_addresses(ifname, "kedge-del0", ips)
+    })
+    .and_then(|r| {
+        r.map_err(|source| CniError::Netns {
+            path: ns.path().to_path_buf(),
+            op: "add the stand-in interface",
+            source,
+        })
+    });
+    if let Err(e) = added {
+        let _ = dir.remove(&name);
+        return Err(e);
+    }
+    Ok(ns)
 }
 
 /// A plugin's stdin.
