@@ -119,6 +119,50 @@ pub enum PkiError {
     #[error("certificate signing request subject not allowed: {0}")]
     CsrSubjectNotAllowed(String),
 
+    /// A key file (other than a CA's) exists but cannot be used.
+    #[error(
+        "{} is unusable: {reason}; restore it from a backup (every server of the cluster \
+         must hold the same one)",
+        path.display()
+    )]
+    UnusableKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The service-account signing key is not an ECDSA P-256 PKCS#8 key.
+    #[error("invalid service-account signing key: {0}")]
+    InvalidServiceAccountKey(String),
+
+    /// A tls directory holds a CA or key other than the cluster's (it belongs to another
+    /// cluster, or to this server before it joined one).
+    #[error(
+        "{} is not the cluster's: the datastore holds another ca or key for this cluster; \
+         move {} away so that this server takes the cluster's, or point it at its own \
+         datastore",
+        path.display(),
+        dir.display()
+    )]
+    NotTheClusterCa {
+        /// The file that differs.
+        path: PathBuf,
+        /// The tls directory.
+        dir: PathBuf,
+    },
+
+    /// Sealed bootstrap data does not open with this token.
+    #[error("bootstrap data already exists and is encrypted with a different token")]
+    SealedWithOtherToken,
+
+    /// Sealed bootstrap data is not in a form this version can read.
+    #[error("the sealed bootstrap data is corrupt: {reason}")]
+    SealedCorrupt {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A kubeconfig server URL that cannot be written safely.
     #[error(
         "invalid kubeconfig server url {0:?}: expected an http or https url without spaces or quotes"

@@ -9,14 +9,20 @@
 //! | `client-ca.crt` / `.key` | CA signing client certificates, CN `kedge-client-ca@<unix time>` |
 //! | `serving-kube-apiserver.crt` / `.key` | apiserver serving certificate (serverAuth), signed by the server CA |
 //! | `client-admin.crt` / `.key` | admin client certificate, `CN=system:admin`, `O=system:masters` (clientAuth), signed by the client CA |
+//! | `service.key` | ECDSA P-256 key signing service-account tokens |
 //!
 //! Keys are ECDSA P-256 in PKCS#8 PEM. CAs are valid for [`CA_VALIDITY`], leaves for
 //! [`LEAF_VALIDITY`] and are renewed when they expire within [`RENEW_BEFORE`]. Keys are
 //! mode 0600, certificates 0644, the directory 0700; every file is written atomically.
 //!
 //! The entry point is [`ServerPki::load_or_create`]. Around it: [`client_identity`] (who
-//! a verified client certificate is), [`ca_hash`] (the CA hash of join tokens) and
-//! [`write_kubeconfig`].
+//! a verified client certificate is), [`ca_hash`] (the CA hash of join tokens),
+//! [`write_kubeconfig`], [`ClusterSecrets`] (what several servers of one cluster share:
+//! the CAs and the service-account key, sealed with the server token for the datastore)
+//! and [`ServiceAccountKey`] (ES256 signatures of service-account tokens).
+//!
+//! The CAs and `service.key` are the cluster's, shared by every server; the serving and
+//! admin certificates are each server's own.
 //!
 //! Time is always passed in (`now: SystemTime`), so expiry and renewal are tested without
 //! waiting.
@@ -27,6 +33,7 @@
 
 mod ca;
 mod certs;
+pub mod cluster;
 mod csr;
 mod der;
 mod error;
@@ -34,16 +41,19 @@ mod files;
 mod fingerprint;
 mod identity;
 mod kubeconfig;
+mod sakey;
 mod server;
 
 use std::time::Duration;
 
 pub use certs::San;
+pub use cluster::ClusterSecrets;
 pub use csr::ExpectedSubject;
 pub use error::PkiError;
 pub use fingerprint::ca_hash;
 pub use identity::{Identity, client_identity};
 pub use kubeconfig::{DEFAULT_KUBECONFIG_MODE, render_kubeconfig, write_kubeconfig};
+pub use sakey::ServiceAccountKey;
 pub use server::{IssuedCertificate, PkiOptions, ServerPki};
 
 /// How long a newly generated CA is valid: ten years, as in K3s.
@@ -54,6 +64,15 @@ pub const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
 
 /// A leaf certificate is renewed when it expires within this long: 90 days, as in K3s.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(90 * 86_400);
+
+/// The organization of the certificates servers of one cluster present to each other
+/// (to forward logs, exec and port-forward to the server holding a node's tunnel). No
+/// node or user certificate carries it: the server signs node CSRs only for
+/// `system:nodes`, and issues no other client certificate on request.
+pub const SERVER_PEER_GROUP: &str = "kedge:servers";
+
+/// The common name prefix of a server's peer certificate; the server's id follows.
+pub const SERVER_PEER_USER_PREFIX: &str = "kedge:server:";
 
 /// How far before `now` a new certificate's validity starts, so that nodes whose clocks
 /// lag a little behind the server's accept it.
@@ -79,6 +98,8 @@ pub mod layout {
     pub const CLIENT_ADMIN_CERT: &str = "client-admin.crt";
     /// Admin client private key.
     pub const CLIENT_ADMIN_KEY: &str = "client-admin.key";
+    /// Service-account signing key (K3s: `service.key`).
+    pub const SERVICE_ACCOUNT_KEY: &str = "service.key";
 
     /// The tls directory of a server data directory: `<data-dir>/server/tls`.
     pub fn tls_dir(data_dir: &Path) -> PathBuf {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::KeyPair;
@@ -11,7 +12,7 @@ use crate::ca::{Ca, CaPaths, LeafSpec, Usage};
 use crate::certs::{self, San};
 use crate::csr::{self, ExpectedSubject};
 use crate::files::{self, CERT_MODE, KEY_MODE, TLS_DIR_MODE};
-use crate::{LEAF_VALIDITY, PkiError, RENEW_BEFORE, client_identity, layout};
+use crate::{LEAF_VALIDITY, PkiError, RENEW_BEFORE, ServiceAccountKey, client_identity, layout};
 
 /// Options for [`ServerPki::load_or_create`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,6 +74,7 @@ pub struct ServerPki {
     client_ca: Ca,
     serving: Leaf,
     admin: Leaf,
+    service_account: Arc<ServiceAccountKey>,
 }
 
 impl fmt::Debug for ServerPki {
@@ -211,13 +213,21 @@ impl ServerPki {
             now,
         )?;
 
+        let service_account = Arc::new(load_or_create_service_account_key(dir)?);
+
         Ok(ServerPki {
             dir: dir.to_path_buf(),
             server_ca,
             client_ca,
             serving,
             admin,
+            service_account,
         })
+    }
+
+    /// The key that signs service-account tokens (`service.key`).
+    pub fn service_account_key(&self) -> &Arc<ServiceAccountKey> {
+        &self.service_account
     }
 
     /// The tls directory this PKI lives in.
@@ -414,6 +424,30 @@ fn load_or_create_ca(dir: &Path, spec: &CaSpec, now: SystemTime) -> Result<Ca, P
         );
     }
     Ok(ca)
+}
+
+fn load_or_create_service_account_key(dir: &Path) -> Result<ServiceAccountKey, PkiError> {
+    let path = dir.join(layout::SERVICE_ACCOUNT_KEY);
+    match files::read_optional(&path)? {
+        Some(bytes) => {
+            if files::ensure_mode(&path, KEY_MODE)? {
+                warn!(file = %path.display(), "tightened the key file mode to 0600");
+            }
+            let unusable = |reason: String| PkiError::UnusableKey {
+                path: path.clone(),
+                reason,
+            };
+            let pem = String::from_utf8(bytes)
+                .map_err(|_| unusable("the file is not text (pem)".into()))?;
+            ServiceAccountKey::from_pem(&pem).map_err(|e| unusable(e.to_string()))
+        }
+        None => {
+            let pem = certs::generate_key("service-account")?.serialize_pem();
+            files::write_atomic(&path, pem.as_bytes(), KEY_MODE)?;
+            info!(file = %path.display(), "generated the service-account signing key");
+            ServiceAccountKey::from_pem(&pem)
+        }
+    }
 }
 
 /// Loads a leaf certificate, or issues a new one with a new key if it is due.

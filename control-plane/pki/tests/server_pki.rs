@@ -26,7 +26,7 @@ fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_767_225_600)
 }
 
-const ALL_FILES: [&str; 8] = [
+const ALL_FILES: [&str; 9] = [
     layout::SERVER_CA_CERT,
     layout::SERVER_CA_KEY,
     layout::CLIENT_CA_CERT,
@@ -35,6 +35,7 @@ const ALL_FILES: [&str; 8] = [
     layout::SERVING_APISERVER_KEY,
     layout::CLIENT_ADMIN_CERT,
     layout::CLIENT_ADMIN_KEY,
+    layout::SERVICE_ACCOUNT_KEY,
 ];
 
 struct Fixture {
@@ -153,7 +154,7 @@ fn first_start_creates_every_file_with_the_right_mode() {
     let names: Vec<&str> = files.keys().map(String::as_str).collect();
     let mut expected = ALL_FILES.to_vec();
     expected.sort_unstable();
-    assert_eq!(names, expected, "exactly the eight files, no temp files");
+    assert_eq!(names, expected, "exactly the nine files, no temp files");
 
     assert_eq!(mode(&fx.tls), 0o700);
     for name in ALL_FILES {
@@ -619,7 +620,7 @@ fn a_deleted_ca_with_certificates_still_signed_by_it_is_an_error() {
     // Deleting the whole directory, as the message says, starts afresh.
     fs::remove_dir_all(&fx.tls).unwrap();
     ServerPki::load_or_create(&fx.tls, &PkiOptions::default(), t0()).unwrap();
-    assert_eq!(snapshot(&fx.tls).len(), 8);
+    assert_eq!(snapshot(&fx.tls).len(), ALL_FILES.len());
 }
 
 #[test]
