@@ -87,7 +87,9 @@ impl NetnsDir {
     /// Creates and pins a new network namespace called `name`, with `lo` up.
     ///
     /// Fails with [`CniError::NetnsExists`] if one by that name is already pinned; a stale
-    /// mount point (a file left by a crash before it was mounted) is reused.
+    /// mount point (a file left by a crash before it was mounted) is reused. It blocks for
+    /// a thread, a mount and a netlink round trip (about a millisecond): from async code,
+    /// call it in `spawn_blocking`.
     #[tracing::instrument(level = "debug", skip(self), fields(dir = %self.dir.display()))]
     pub fn create(&self, name: &str) -> Result<Netns, CniError> {
         let path = self.path(name)?;
