@@ -93,7 +93,9 @@ pub async fn handle(
     resp
 }
 
-fn authenticate(
+/// Who is asking: the client certificate, else a bearer token from the token file,
+/// else a service-account token.
+async fn authenticate(
     server: &ApiServer,
     cert_user: Option<User>,
     req: &Request<Incoming>,
@@ -106,7 +108,12 @@ fn authenticate(
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    server.tokens.authenticate(token.trim()).cloned()
+    let token = token.trim();
+    if let Some(user) = server.tokens.authenticate(token) {
+        return Some(user.clone());
+    }
+    let issuer = server.config.service_accounts.as_ref()?;
+    crate::serviceaccount::authenticate(&server.registry, issuer, token).await
 }
 
 async fn serve(
@@ -116,7 +123,9 @@ async fn serve(
 ) -> ApiResult<Response<Body>> {
     let query = Query::parse(req.uri().query());
     let route = request::route(req.method(), req.uri().path(), &query);
-    let user = authenticate(server, cert_user, &req).ok_or_else(ApiError::unauthorized)?;
+    let user = authenticate(server, cert_user, &req)
+        .await
+        .ok_or_else(ApiError::unauthorized)?;
     auth::authorize(&user, &route)?;
     let accept = req
         .headers()
@@ -445,6 +454,28 @@ async fn resource(
     let is_finalize = info.group.is_empty()
         && info.kind == "Namespace"
         && rr.subresource.as_deref() == Some("finalize");
+    if let Some(ns) = ns
+        && info.group.is_empty()
+        && info.kind == "ServiceAccount"
+        && rr.subresource.as_deref() == Some("token")
+    {
+        if rr.verb != Verb::Create {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let content_type = content_type(&req);
+        let body = parse_body(content_type.as_deref(), &read_body(req).await?)?;
+        let answer = crate::serviceaccount::create(
+            registry,
+            server.config.service_accounts.as_ref(),
+            ns,
+            &name,
+            &body,
+        )
+        .await?;
+        return Ok(json_response(201, &answer, "application/json", &[]));
+    }
     let sub = if is_finalize {
         None
     } else {

@@ -18,6 +18,8 @@
 //! - [`streams`]: log, exec, attach, port-forward and the node stats proxy,
 //!   spoken to kubectl over [`websocket`] and [`spdy`], carried to the agent
 //!   by a [`NodeStreams`] the node link installs.
+//! - [`serviceaccount`]: the TokenRequest API and the service-account tokens it
+//!   issues, checked as bearer tokens.
 //! - [`discovery`], [`openapi`], [`output`], [`scale`], [`status`].
 //!
 //! Must not depend on: a particular datastore backend (it sees only the
@@ -39,6 +41,7 @@ pub mod request;
 pub mod reviews;
 pub mod scale;
 pub mod server;
+pub mod serviceaccount;
 pub mod spdy;
 pub mod status;
 pub mod streams;
@@ -69,6 +72,9 @@ pub struct Config {
     pub watch_cache_capacity: usize,
     /// Where Service ClusterIPs and NodePorts come from.
     pub service_networks: allocator::ServiceNetworks,
+    /// Signs and checks service-account tokens; `None`: the TokenRequest API answers
+    /// 503 and no bearer token is a service-account token.
+    pub service_accounts: Option<serviceaccount::Issuer>,
 }
 
 impl Default for Config {
@@ -78,6 +84,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             watch_cache_capacity: 4096,
             service_networks: allocator::ServiceNetworks::default(),
+            service_accounts: None,
         }
     }
 }

@@ -84,10 +84,11 @@ pub fn tls_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError
 }
 
 /// Takes TLS connections that negotiated another protocol than HTTP: the agent
-/// tunnel's fallback. Called with the ALPN protocol, the connection and the peer.
+/// tunnel's fallback, and other servers of the cluster. Called with the connection
+/// (whose session names the ALPN protocol) and the peer.
 pub struct TunnelHandoff {
-    /// The ALPN protocol id that selects the hand-over.
-    pub alpn: Vec<u8>,
+    /// The ALPN protocol ids that select the hand-over.
+    pub alpns: Vec<Vec<u8>>,
     /// Takes the connection.
     #[allow(clippy::type_complexity)]
     pub take: Box<
@@ -97,8 +98,13 @@ pub struct TunnelHandoff {
 
 impl std::fmt::Debug for TunnelHandoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let alpns: Vec<_> = self
+            .alpns
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
         f.debug_struct("TunnelHandoff")
-            .field("alpn", &String::from_utf8_lossy(&self.alpn))
+            .field("alpns", &alpns)
             .finish()
     }
 }
@@ -146,7 +152,8 @@ pub async fn serve(
                     }
                 };
             if let Some(handoff) = handoff
-                && tls.get_ref().1.alpn_protocol() == Some(handoff.alpn.as_slice())
+                && let Some(alpn) = tls.get_ref().1.alpn_protocol()
+                && handoff.alpns.iter().any(|a| a.as_slice() == alpn)
             {
                 (handoff.take)(tls, peer);
                 return;

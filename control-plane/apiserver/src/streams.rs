@@ -383,18 +383,28 @@ async fn exec(
     };
     let span =
         tracing::info_span!("exec", pod = %format!("{ns}/{name}"), node = %target.node, attach);
-    let channels = streams
-        .exec(&target.node, start)
-        .instrument(span.clone())
-        .await
-        .map_err(|e| e.to_api_error())?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let v5 = protocol == websocket::CHANNEL_V5;
+    let node = target.node.clone();
+    // The node is asked only once the client's WebSocket is up, and what it says goes on
+    // the error channel, as a kubelet reports a runtime's failure. (Answered over HTTP
+    // instead, the failure would send kubectl to its SPDY fallback, which this server
+    // does not speak for exec, and the node's reason would be lost.)
     tokio::spawn(
         async move {
-            match on_upgrade.await {
-                Ok(upgraded) => run_exec(websocket::accept(upgraded).await, channels, v5).await,
-                Err(e) => tracing::debug!(error = %e, "the upgrade failed"),
+            let socket = match on_upgrade.await {
+                Ok(upgraded) => websocket::accept(upgraded).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the upgrade failed");
+                    return;
+                }
+            };
+            match streams.exec(&node, start).await {
+                Ok(channels) => run_exec(socket, channels, v5).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the node refused the exec");
+                    fail_exec(socket, &e.to_api_error()).await;
+                }
             }
         }
         .instrument(span),
@@ -427,6 +437,27 @@ fn exit_status(code: i32, message: &str) -> Value {
 
 fn failure_status(message: &str) -> Value {
     json!({"metadata": {}, "status": "Failure", "message": message})
+}
+
+/// Ends an exec session the node refused: the failure on the error channel, then close.
+async fn fail_exec(socket: websocket::Socket, error: &ApiError) {
+    let (mut sink, _source) = socket.split();
+    let status = json!({
+        "metadata": {},
+        "status": "Failure",
+        "message": error.message,
+        "reason": error.reason,
+        "code": error.code,
+    });
+    let body = serde_json::to_vec(&status).unwrap_or_default();
+    let _ = sink.send(websocket::frame(Channel::Error, &body)).await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await;
+    let _ = sink.close().await;
 }
 
 /// Moves an exec session between the client's WebSocket and the node.

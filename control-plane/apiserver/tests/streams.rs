@@ -51,6 +51,9 @@ impl NodeStreams for FakeNode {
     }
 
     async fn exec(&self, _node: &str, start: ExecStart) -> Result<ExecChannels, StreamError> {
+        if start.command.first().is_some_and(|c| c == "refuse") {
+            return Err(StreamError::failed("node n1: this node refuses to run it"));
+        }
         let (input, mut input_rx) = mpsc::channel::<kedge_proto::v1::ExecInput>(16);
         let (out, out_rx) = mpsc::channel(16);
         let code = start
@@ -60,6 +63,10 @@ impl NodeStreams for FakeNode {
             .and_then(|c| c.trim().parse().ok())
             .unwrap_or(0);
         tokio::spawn(async move {
+            // A real node answers after a round trip and a process start. kubectl v1.32
+            // drops output that arrives before it has set up its streams (client-go's
+            // websocket.go: "Unknown stream id"), which an instant fake can hit.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             let send = |o| ExecOutput { output: Some(o) };
             let _ = out
                 .send(Ok(send(exec_output::Output::Stderr(
@@ -361,6 +368,16 @@ fn exec_propagates_exit_codes_and_stdin() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"hello through the tunnel\n");
+
+    // A node that refuses: its reason reaches kubectl (on the error channel, so kubectl
+    // does not fall back to SPDY and lose it).
+    let out = c.run(&["exec", "web", "--", "refuse"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("this node refuses to run it"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = c.run(&["exec", "web", "-c", "nope", "--", "true"]);
     assert!(
