@@ -2,7 +2,9 @@
 //!
 //! [`run`] joins (or reuses stored credentials) and starts the tunnel client. On every
 //! connection it (re)registers the Node, follows `Node.Sync` into the local store, sends
-//! the report queue, renews the node's Lease, and renews the node certificate when due.
+//! the report queue, and renews the node certificate when due. The server renews the
+//! node's Lease while the tunnel is up, so the agent sends no renewals unless
+//! `lease_interval` asks it to.
 //! When the connection drops, all of that stops and starts again on the next one; the
 //! store keeps the desired state and the last acked revision, so the next `Sync` resumes
 //! from it. A renewed certificate is put to use by dialing again with it.
@@ -36,7 +38,9 @@ pub struct AgentOptions {
     pub bootstrap: BootstrapOptions,
     /// Extra node labels (`--node-label`).
     pub labels: BTreeMap<String, String>,
-    /// How often the node's Lease is renewed; its duration is four times this.
+    /// How often the agent renews the node's Lease itself over the link (its duration is
+    /// four times this); zero leaves it to the server, which renews it from the tunnel's
+    /// liveness.
     pub lease_interval: Duration,
     /// How often the full node status is sent even when unchanged.
     pub status_interval: Duration,
@@ -179,7 +183,10 @@ async fn session(
     let client = NodeClient::new(channel);
     let address = internal_ip(server);
     reports.node(node_object(node, &options.labels, address));
-    reports.lease(lease_duration(options.lease_interval));
+    let own_lease = !options.lease_interval.is_zero();
+    if own_lease {
+        reports.lease(lease_duration(options.lease_interval));
+    }
     info!("connected; registering the node and resuming the sync");
 
     let sync = {
@@ -204,13 +211,18 @@ async fn session(
     let heartbeat = {
         let reports = reports.clone();
         async move {
-            let mut lease = tokio::time::interval(options.lease_interval);
+            // A period nobody waits for when the server renews the Lease.
+            let mut lease = tokio::time::interval(if own_lease {
+                options.lease_interval
+            } else {
+                Duration::from_secs(3600)
+            });
             let mut status = tokio::time::interval(options.status_interval);
             lease.tick().await;
             status.tick().await;
             loop {
                 tokio::select! {
-                    _ = lease.tick() => reports.lease(lease_duration(options.lease_interval)),
+                    _ = lease.tick(), if own_lease => reports.lease(lease_duration(options.lease_interval)),
                     _ = status.tick() => reports.node(node_object(node, &options.labels, address)),
                 }
             }

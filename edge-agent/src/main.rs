@@ -68,8 +68,9 @@ struct Args {
     /// INSECURE: anyone between the device and the server can impersonate the server.
     #[arg(long)]
     insecure_skip_ca_hash: bool,
-    /// How often the node's Lease is renewed.
-    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    /// How often the agent renews the node's Lease itself, over the link; 0 (the
+    /// default) leaves it to the server, which renews it while the tunnel is up.
+    #[arg(long, default_value = "0s", value_parser = duration::parse)]
     lease_interval: Duration,
     /// How often the tunnel sends a keepalive when idle [default: the profile's].
     #[arg(long, value_parser = duration::parse)]

@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Manage join tokens.
     Token(token::TokenArgs),
 }
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| match cli.command {
-            Command::Server(args) => runtime.block_on(server::run(args)),
+            Command::Server(args) => runtime.block_on(server::run(*args)),
             Command::Token(args) => runtime.block_on(token::run(args)),
         });
     match result {

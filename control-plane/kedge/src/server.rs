@@ -1,7 +1,8 @@
 //! `kedge server`: the control plane. It opens the datastore and keeps it in
-//! shape, sets up the cluster's certificates, writes the admin kubeconfig
-//! and serves the Kubernetes API over HTTPS. The scheduler, the controllers
-//! and the agent tunnel are still to come.
+//! shape, takes the cluster's CAs from it (or starts the cluster), sets up this
+//! server's certificates, writes the admin kubeconfig, serves the Kubernetes API
+//! over HTTPS, runs the scheduler and the controllers, and serves agents on the
+//! tunnel.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -68,6 +69,22 @@ pub struct ServerArgs {
     /// File mode of the kubeconfig, in octal (e.g. 0644).
     #[arg(long, env = "KEDGE_KUBECONFIG_MODE", default_value = "0600", value_parser = parse_mode)]
     pub write_kubeconfig_mode: u32,
+
+    /// The cluster's server token: it seals the CAs shared through the datastore (every
+    /// server of a cluster needs the same one) and lets agents join. Without it the
+    /// token in <data-dir>/server/token is used, or, for a new cluster, a new one is made
+    /// and written there.
+    #[arg(
+        long,
+        env = "KEDGE_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+
+    /// A file holding the server token.
+    #[arg(long, env = "KEDGE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Static bearer tokens, one `token,user,uid,"group1,group2"` per line
     /// (kube-apiserver's --token-auth-file format).
@@ -217,6 +234,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         pki_options.extra_sans.push(san);
     }
     let tls_dir = kedge_pki::layout::tls_dir(&args.data_dir);
+    let server_token = server_token(&args)?;
+    let cluster = kedge_nodelink::cluster::load_or_init(
+        store.as_ref(),
+        server_token,
+        &tls_dir,
+        std::time::SystemTime::now(),
+        |buf| rand::RngCore::fill_bytes(&mut rand::rng(), buf),
+    )
+    .await
+    .context("set up the cluster's certificate authorities")?;
     let pki = Arc::new(
         kedge_pki::ServerPki::load_or_create(&tls_dir, &pki_options, std::time::SystemTime::now())
             .context("set up the cluster certificates")?,
@@ -240,6 +267,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let config = kedge_apiserver::Config {
         advertise_address: advertise_address.clone(),
         service_networks,
+        service_accounts: Some(kedge_apiserver::serviceaccount::Issuer::new(
+            pki.service_account_key().clone(),
+            kedge_apiserver::serviceaccount::DEFAULT_ISSUER,
+        )),
         ..Default::default()
     };
     let api = kedge_apiserver::ApiServer::start(
@@ -251,17 +282,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     .await
     .context("start the API server")?;
 
-    // Agents: the join token, and the tunnel on UDP <port> (QUIC) and, through the API
-    // listener's ALPN hand-over, TCP <port>.
+    // Agents: the server token also joins them, and the tunnel on UDP <port> (QUIC) and,
+    // through the API listener's ALPN hand-over, TCP <port>.
     let token = kedge_nodelink::tokens::ensure_server_token(
         &api.registry,
+        &cluster.token,
         pki.server_ca_pem(),
         &args.data_dir,
         std::time::SystemTime::now(),
-        |buf| rand::RngCore::fill_bytes(&mut rand::rng(), buf),
     )
     .await
-    .context("create the server's join token")?;
+    .context("store the server token")?;
     info!(
         token_file = %kedge_nodelink::tokens::server_token_path(&args.data_dir).display(),
         token_id = %token.id(),
@@ -280,6 +311,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             },
             server_id: crate::control::identity(),
             advertise_address: advertise_address.clone(),
+            lease: kedge_nodelink::lease::LeaseOptions::for_grace_period(
+                args.node_monitor_grace_period,
+            ),
         },
     )
     .await
@@ -295,6 +329,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let handoff = Some(Arc::new(link.handoff()));
     let mut tls = (*tls).clone();
     tls.alpn_protocols.push(kedge_tunnel::ALPN.to_vec());
+    tls.alpn_protocols
+        .push(kedge_nodelink::peer::PEER_ALPN.to_vec());
     let tls = Arc::new(tls);
 
     let server_url = format!("https://{advertise_address}");
@@ -368,6 +404,28 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     info!("shutting down");
     drop(store);
     Ok(())
+}
+
+/// The server token: `--token`, else `--token-file`, else the one an earlier start left
+/// in `<data-dir>/server/token`; `None` for a new cluster.
+fn server_token(args: &ServerArgs) -> Result<Option<kedge_nodelink::tokens::ServerToken>> {
+    use kedge_nodelink::tokens::{ServerToken, read_server_token};
+    if let Some(text) = &args.token {
+        return ServerToken::parse(text).map(Some).context("--token");
+    }
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read the token file {}", path.display()))?;
+        return ServerToken::parse(&text)
+            .map(Some)
+            .with_context(|| format!("the token file {}", path.display()));
+    }
+    read_server_token(&args.data_dir).with_context(|| {
+        format!(
+            "read {}; remove it to start a new cluster, or give --token",
+            kedge_nodelink::tokens::server_token_path(&args.data_dir).display()
+        )
+    })
 }
 
 pub(crate) fn hostname() -> Option<String> {

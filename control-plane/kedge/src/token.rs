@@ -4,7 +4,8 @@
 //!   Secret (`kube-system/bootstrap-token-<id>`) through the API and prints the secure
 //!   token `K10<sha256 of the server CA>::<id>.<secret>`; `--ttl 0` never expires.
 //! - `kedge token list` prints the tokens (id, TTL, expiry, description; never a secret).
-//! - `kedge token delete <id>...` revokes tokens by deleting their Secrets.
+//! - `kedge token delete <id>...` revokes tokens by deleting their Secrets (not the
+//!   cluster's server token, which every server stores again when it starts).
 //!
 //! It talks to the API with the admin kubeconfig (`--kubeconfig`, `$KUBECONFIG`, or
 //! `/etc/kedge/kedge.yaml`) and reads the server CA from
@@ -139,6 +140,17 @@ pub async fn run(args: TokenArgs) -> Result<()> {
         TokenCommand::Delete { ids } => {
             for text in ids {
                 let id = token_id(&text)?;
+                if let Ok(secret) = secrets.get(&tokens::secret_name(&id)).await
+                    && let Some(Ok(info)) =
+                        tokens::info_from_secret(&serde_json::to_value(&secret)?)
+                    && info.description == tokens::SERVER_TOKEN_DESCRIPTION
+                {
+                    bail!(
+                        "token {id:?} is the cluster's server token: it cannot be revoked (every \
+                         server stores it again when it starts, as K3s's server token); revoke \
+                         tokens made with `kedge token create` instead"
+                    );
+                }
                 match secrets
                     .delete(&tokens::secret_name(&id), &DeleteParams::default())
                     .await

@@ -557,7 +557,9 @@ async fn controllers_fail_over_between_two_servers() {
     let endpoint = etcd.endpoint();
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    let mut leader = Cluster::start_in(dir_a.path(), &endpoint);
+    // Servers of one cluster share its token (and through it, its CA).
+    let token = ["--token", "controllers-fail-over"];
+    let mut leader = Cluster::start_with_args(dir_a.path(), &endpoint, 0, &token);
     let holder = |c: &Cluster, lease: &str| {
         let out = c.kubectl(&[
             "get",
@@ -583,9 +585,8 @@ async fn controllers_fail_over_between_two_servers() {
         assert!(Instant::now() < deadline, "no leader was elected");
         std::thread::sleep(Duration::from_millis(250));
     };
-    // ... and keeps them when a second one joins. (Each server has its own
-    // CA here, so each is driven with its own kubeconfig.)
-    let follower = Cluster::start_in(dir_b.path(), &endpoint);
+    // ... and keeps them when a second one joins.
+    let follower = Cluster::start_with_args(dir_b.path(), &endpoint, 0, &token);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(holder(&follower, "kube-controller-manager"), first_cm);
     assert_eq!(holder(&follower, "kube-scheduler"), first_sched);

@@ -7,170 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-
-/// The kedge-agent binary next to kedge's.
-fn agent_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_kedge")).with_file_name("kedge-agent");
-    assert!(
-        path.exists(),
-        "these tests run the real agent, expected at {}; build it with `cargo build -p kedge-agent` (cargo test --workspace does)",
-        path.display()
-    );
-    path
-}
-
-/// A running kedge-agent and its log.
-struct Agent {
-    child: Child,
-    log: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Agent {
-    fn command(cluster: &Cluster, dir: &Path, node: &str, token: &str) -> Command {
-        let mut cmd = Command::new(agent_binary());
-        cmd.arg("--server")
-            .arg(cluster.server_url())
-            .arg("--token")
-            .arg(token)
-            .arg("--node-name")
-            .arg(node)
-            .arg("--data-dir")
-            .arg(dir)
-            .arg("--node-password-file")
-            .arg(dir.join("node-password"))
-            .args(["--lease-interval", "2s"])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    fn spawn(mut cmd: Command) -> Agent {
-        let mut child = cmd.spawn().expect("run kedge-agent");
-        let (tx, log) = mpsc::channel();
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Agent {
-            child,
-            log,
-            seen: Vec::new(),
-        }
-    }
-
-    fn start(cluster: &Cluster, dir: &Path, node: &str, token: &str) -> Agent {
-        Agent::spawn(Agent::command(cluster, dir, node, token))
-    }
-
-    /// Waits for a log line containing `text`.
-    #[track_caller]
-    fn wait_log(&mut self, text: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(line) = self.seen.iter().find(|l| l.contains(text)) {
-                return line.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "the agent did not log {text:?} within {within:?}; it said:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Everything logged so far.
-    fn drain(&mut self) -> String {
-        while let Ok(line) = self.log.try_recv() {
-            self.seen.push(line);
-        }
-        self.seen.join("\n")
-    }
-
-    /// Waits for the agent to exit on its own, and returns its status and log.
-    #[track_caller]
-    fn exits(mut self, within: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                let log = self.drain();
-                return (status, log);
-            }
-            if Instant::now() > deadline {
-                let log = self.drain();
-                let _ = self.child.kill();
-                panic!("the agent did not exit within {within:?}; it said:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until `node`'s Ready condition is True.
-#[track_caller]
-fn wait_ready(cluster: &Cluster, node: &str, what: &str, within: Duration) {
-    cluster.wait_for(
-        &[
-            "get",
-            "node",
-            node,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ],
-        what,
-        within,
-        |s| s == "True",
-    );
-}
-
-fn server_token(cluster: &Cluster) -> String {
-    std::fs::read_to_string(cluster.data_dir.join("server").join("token"))
-        .expect("kedge server writes <data-dir>/server/token")
-        .trim()
-        .to_string()
-}
-
-/// `kedge token create` against the cluster.
-fn create_token(cluster: &Cluster, extra: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .arg("token")
-        .arg("create")
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .arg("--data-dir")
-        .arg(&cluster.data_dir)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kedge token create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
+use common::agent::{Agent, cluster_log_until, create_token, server_token, wait_ready};
 
 /// The (kind, namespace, name) rows of the agent's desired-state store.
 fn stored(dir: &Path) -> Vec<(i64, String, String)> {
@@ -262,15 +104,22 @@ fn an_agent_joins_syncs_its_objects_and_reports() {
         ip, "127.0.0.1",
         "the node reports the address it reaches the server from"
     );
-    let first = cluster.ok(&[
-        "get",
-        "lease",
-        "-n",
-        "kube-node-lease",
-        "pi-1",
-        "-o",
-        "jsonpath={.spec.renewTime}",
-    ]);
+    // The server renews the Lease while the tunnel is up (within a second of the
+    // registration, then every 10 s).
+    let first = cluster.wait_for(
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            "pi-1",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ],
+        "the node's Lease",
+        Duration::from_secs(10),
+        |s| !s.is_empty(),
+    );
     cluster.wait_for(
         &[
             "get",
@@ -411,28 +260,6 @@ fn after_a_server_restart_the_agent_resumes_without_a_full_resync() {
     );
 }
 
-/// The server's log lines up to one containing `text`.
-fn cluster_log_until(cluster: &Cluster, text: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    let mut lines = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match cluster.log.recv_timeout(left) {
-            Ok(line) => {
-                let done = line.contains(text);
-                lines.push(line);
-                if done {
-                    return lines.join("\n");
-                }
-            }
-            Err(_) => panic!(
-                "the server did not log {text:?}; it said:\n{}",
-                lines.join("\n")
-            ),
-        }
-    }
-}
-
 fn store_object(dir: &Path, name: &str) -> String {
     let path = dir.join("agent").join("desired-state.db");
     let db =
@@ -552,5 +379,114 @@ fn the_node_certificate_renews_over_the_live_tunnel() {
         "pi-1",
         "the node stays Ready",
         Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn the_server_renews_a_connected_agents_lease_and_a_silent_agent_turns_unknown() {
+    // A short grace period, so that the server renews every 1.2 s; the agent's tunnel
+    // keepalive is 1 s and a connection that hears nothing for 3 s is dead.
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start_with(
+        dir.path(),
+        "",
+        0,
+        &["--node-monitor-grace-period", "6s"],
+        &[(
+            "RUST_LOG",
+            "info,kedge_nodelink::report=debug,kedge_nodelink::lease=debug",
+        )],
+    );
+    let agent_dir = tempfile::tempdir().unwrap();
+    let mut cmd = Agent::command(&cluster, agent_dir.path(), "pi-1", &server_token(&cluster));
+    cmd.args(["--tunnel-keepalive", "1s", "--tunnel-idle-timeout", "3s"]);
+    let agent = Agent::spawn(cmd);
+    wait_ready(
+        &cluster,
+        "pi-1",
+        "the node registers Ready",
+        Duration::from_secs(20),
+    );
+
+    // Renewed again and again while the agent is idle; not one renewal came over the link.
+    let renew_time = || {
+        cluster.wait_for(
+            &[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                "pi-1",
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ],
+            "the node's Lease",
+            Duration::from_secs(10),
+            |s| !s.is_empty(),
+        )
+    };
+    let mut seen = vec![renew_time()];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the Lease is not renewed: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let now = renew_time();
+        if Some(&now) != seen.last() {
+            seen.push(now);
+        }
+    }
+    let log = cluster_log_until(&cluster, "renewed the node's Lease", Duration::from_secs(5));
+    let mut log = log + "\n";
+    while let Ok(line) = cluster.log.try_recv() {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert_eq!(
+        log.matches("a lease renewal reported by the agent").count(),
+        0,
+        "the agent sent Lease renewals:\n{log}"
+    );
+
+    // The agent goes silent (SIGSTOP: no keepalives, as on a cut link). Its tunnel
+    // idles out, the server stops renewing, and after the grace period the node is
+    // Unknown.
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &agent.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    cluster_log_until(&cluster, "agent disconnected", Duration::from_secs(10));
+    cluster.wait_for(
+        &[
+            "get",
+            "node",
+            "pi-1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        "the silent node becomes Unknown",
+        Duration::from_secs(30),
+        |s| s == "Unknown",
+    );
+    // The last renewal was at most one interval (1.2 s) before the stop.
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(4800),
+        "Unknown before the grace period passed ({:?})",
+        stopped.elapsed()
+    );
+    // Back: it reconnects and is Ready again.
+    signal("-CONT");
+    wait_ready(
+        &cluster,
+        "pi-1",
+        "the node is Ready again",
+        Duration::from_secs(30),
     );
 }

@@ -89,4 +89,15 @@ fn create_list_and_delete_tokens() {
     let missing = token(&cluster, &["delete", id]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+
+    // The cluster's server token is not revoked this way (every server would store it
+    // again when it starts).
+    let server = std::fs::read_to_string(cluster.data_dir.join("server/token")).unwrap();
+    let refused = token(&cluster, &["delete", server.trim()]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("the cluster's server token"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

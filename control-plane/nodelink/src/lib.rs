@@ -4,6 +4,8 @@
 //! and speaks the `kedge.link.v1` protocol (kedge-proto) on it. This crate is what
 //! answers:
 //!
+//! - [`cluster`]: the secrets every server of a cluster shares (CAs, service-account
+//!   key), sealed with the server token in the datastore.
 //! - [`tokens`]: join tokens, stored as upstream's bootstrap-token Secrets in
 //!   kube-system, with a TTL, and revocable by deleting them.
 //! - [`bootstrap`]: the `Bootstrap` service (CA download, join: token + node password +
@@ -30,8 +32,11 @@
 //! another node's objects.
 
 pub mod bootstrap;
+pub mod cluster;
+pub mod lease;
 pub mod link;
 pub mod nodepassword;
+pub mod peer;
 pub mod report;
 pub mod service;
 pub mod streams;

@@ -12,7 +12,12 @@
 //!   know which server holds it;
 //! - anything else (an admin's certificate, say) is closed.
 //!
-//! A node that connects again replaces its previous connection, which is closed.
+//! A node that connects again replaces its previous connection, which is closed. While a
+//! node's connection is up, this server renews the node's Lease ([`crate::lease`]).
+//!
+//! The API listener also hands over connections from the cluster's other servers (ALPN
+//! [`crate::peer::PEER_ALPN`]), which reach the agents whose tunnels this server holds
+//! ([`crate::peer`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,8 +33,10 @@ use serde_json::json;
 use tracing::{Instrument, info, warn};
 
 use crate::bootstrap::{BootstrapConfig, Bootstrapper};
+use crate::lease::LeaseOptions;
+use crate::peer::Peers;
 use crate::report::Reporter;
-use crate::service::{NodeService, Shared};
+use crate::service::{NodeService, NodeTokensService, Shared};
 use crate::sync::SyncHub;
 
 /// Where the datastore records which server holds each agent's tunnel.
@@ -51,6 +58,8 @@ pub struct LinkOptions {
     pub server_id: String,
     /// Where other servers reach this one's API (`host:port`).
     pub advertise_address: String,
+    /// How this server renews the Leases of the nodes whose tunnels it holds.
+    pub lease: LeaseOptions,
 }
 
 /// The node link could not start.
@@ -82,6 +91,22 @@ pub struct NodeLink {
     options: LinkOptions,
     agents: Mutex<HashMap<String, Agent>>,
     next_id: AtomicU64,
+    peers: Peers,
+}
+
+/// Which server holds a node's tunnel, as recorded in the datastore.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct TunnelRecord {
+    /// The holder's id.
+    pub server: String,
+    /// Where the holder's API listens (`host:port`).
+    pub address: String,
+    /// `quic` or `tcp`.
+    #[serde(default)]
+    pub transport: String,
+    /// The agent's address as the holder sees it.
+    #[serde(default)]
+    pub remote: String,
 }
 
 /// Who a connection's certificate says the peer is.
@@ -136,6 +161,7 @@ impl NodeLink {
         })
         .await?;
         let registry = api.registry.clone();
+        let peers = Peers::new(pki.clone(), options.server_id.clone());
         let shared = Shared {
             hub: SyncHub::start(registry.clone()),
             reporter: Arc::new(Reporter::new(registry.clone(), clock.clone())),
@@ -145,6 +171,7 @@ impl NodeLink {
                 clock,
                 options.bootstrap.clone(),
             )),
+            tokens: NodeTokensService::new(registry.clone(), api.config.service_accounts.clone()),
         };
         let link = Arc::new(NodeLink {
             server,
@@ -153,6 +180,7 @@ impl NodeLink {
             options,
             agents: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            peers,
         });
         info!(
             quic = ?link.server.quic_addr(),
@@ -178,18 +206,49 @@ impl NodeLink {
         &self.shared.hub
     }
 
-    /// For the API listener: TLS connections that negotiated the tunnel's ALPN come here.
+    /// For the API listener: TLS connections that negotiated the tunnel's ALPN (agents)
+    /// or the peers' (the cluster's other servers) come here.
     pub fn handoff(self: &Arc<Self>) -> kedge_apiserver::TunnelHandoff {
         let link = Arc::downgrade(self);
         kedge_apiserver::TunnelHandoff {
-            alpn: kedge_tunnel::ALPN.to_vec(),
+            alpns: vec![kedge_tunnel::ALPN.to_vec(), crate::peer::PEER_ALPN.to_vec()],
             take: Box::new(move |tls, peer| {
+                if tls.get_ref().1.alpn_protocol() == Some(crate::peer::PEER_ALPN) {
+                    tokio::spawn(crate::peer::serve(link.clone(), tls, peer));
+                    return;
+                }
                 let Some(link) = link.upgrade() else { return };
                 if let Err(e) = link.server.adopt_tls(tls, peer) {
                     warn!(%peer, error = %e, "refused a tunnel connection on the API port");
                 }
             }),
         }
+    }
+
+    /// This server's id, as tunnel records name it.
+    pub fn server_id(&self) -> &str {
+        &self.options.server_id
+    }
+
+    /// Which server holds `node`'s tunnel, as the datastore records it; `None` when no
+    /// server does (or the record cannot be read).
+    pub async fn tunnel_record(&self, node: &str) -> Option<TunnelRecord> {
+        let key = format!("{TUNNELS_PREFIX}{node}");
+        match self.store.get(&key, None).await {
+            Ok(Some(kv)) => serde_json::from_slice(&kv.value)
+                .inspect_err(|e| warn!(%node, error = %e, "unreadable tunnel record"))
+                .ok(),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(%node, error = %e, "cannot read the tunnel record");
+                None
+            }
+        }
+    }
+
+    /// The channels to the cluster's other servers.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
     }
 
     /// The live tunnel of `node` on this server, for reverse streams.
@@ -351,10 +410,21 @@ async fn serve_connection(link: Arc<NodeLink>, connection: TunnelConnection) {
                 link.record(&node, &connection).await;
                 info!(%transport, "agent connected");
                 let service = NodeService::server(node.clone(), link.shared.clone());
-                let served = tonic::transport::Server::builder()
+                let tokens = link.shared.tokens.server(node.clone());
+                let serving = tonic::transport::Server::builder()
                     .add_service(service)
-                    .serve_with_incoming(kedge_proto::transport::incoming(connection.clone()))
-                    .await;
+                    .add_service(tokens)
+                    .serve_with_incoming(kedge_proto::transport::incoming(connection.clone()));
+                // The tunnel's liveness renews the node's Lease, for as long as it serves.
+                let renewing = crate::lease::renew_while_connected(
+                    link.shared.reporter.clone(),
+                    node.clone(),
+                    link.options.lease,
+                );
+                let served = tokio::select! {
+                    served = serving => served,
+                    never = renewing => match never {},
+                };
                 let why = connection
                     .close_reason()
                     .map(|e| e.to_string())

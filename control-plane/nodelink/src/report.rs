@@ -127,7 +127,10 @@ impl Reporter {
                 Some(Kind::Node(bytes)) => self.node(node, &bytes).await,
                 Some(Kind::PodStatus(r)) => self.pod_status(node, &r).await,
                 Some(Kind::Event(bytes)) => self.event(node, &bytes).await,
-                Some(Kind::Lease(r)) => self.lease(node, &r).await,
+                Some(Kind::Lease(r)) => {
+                    tracing::debug!(node, "a lease renewal reported by the agent");
+                    self.lease(node, &r).await
+                }
             };
             let error = match outcome {
                 Ok(()) => String::new(),
@@ -393,6 +396,26 @@ impl Reporter {
             .create(events, Some(&ns), ev, &WriteOpts::default())
             .await?;
         Ok(())
+    }
+
+    /// The server's own renewal of `node`'s Lease while the node's tunnel is up (see
+    /// [`crate::lease`]). Nothing is written before the node has registered: `false`.
+    pub async fn renew_lease(
+        &self,
+        node: &str,
+        duration_seconds: i32,
+    ) -> Result<bool, ReportError> {
+        match self
+            .registry
+            .get(info("", "nodes")?, None, node, None)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code == 404 => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        self.lease(node, &LeaseRenewal { duration_seconds }).await?;
+        Ok(true)
     }
 
     async fn lease(&self, node: &str, r: &LeaseRenewal) -> Result<(), ReportError> {
@@ -760,5 +783,50 @@ mod tests {
         )
         .await;
         assert!(err.starts_with("malformed lease"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_server_renews_a_registered_nodes_lease_with_its_owner() {
+        let (_dir, api, clock, reporter) = setup().await;
+        assert!(!reporter.renew_lease("n1", 40).await.unwrap());
+        assert!(
+            get(
+                &api,
+                "coordination.k8s.io",
+                "leases",
+                Some(LEASE_NAMESPACE),
+                "n1"
+            )
+            .await
+            .is_none(),
+            "a Lease before the node registered"
+        );
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+        assert_eq!(one(&reporter, "n1", Kind::Node(bytes(node))).await, "");
+        assert!(reporter.renew_lease("n1", 40).await.unwrap());
+        let lease = get(
+            &api,
+            "coordination.k8s.io",
+            "leases",
+            Some(LEASE_NAMESPACE),
+            "n1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(lease["spec"]["holderIdentity"], "n1");
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+        assert_eq!(lease["metadata"]["ownerReferences"][0]["name"], "n1");
+        clock.advance(Duration::from_secs(10));
+        assert!(reporter.renew_lease("n1", 40).await.unwrap());
+        let renewed = get(
+            &api,
+            "coordination.k8s.io",
+            "leases",
+            Some(LEASE_NAMESPACE),
+            "n1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(renewed["spec"]["renewTime"], "2023-11-14T22:13:30.000000Z");
     }
 }

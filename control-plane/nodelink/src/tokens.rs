@@ -316,48 +316,182 @@ pub fn server_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("server").join("token")
 }
 
-/// At server start: makes sure the server's own non-expiring token exists, written to
-/// `<data-dir>/server/token` (mode 0600) in the secure form for `server_ca_pem`, and
-/// returns it.
+/// The cluster's server token (`kedge server --token`), as K3s has it: the passphrase
+/// that seals the cluster's shared secrets in the datastore, and a join token agents may
+/// use.
 ///
-/// The token already in the file is kept while its Secret still exists and holds its
-/// secret (the file is rewritten if the CA hash in it is stale); otherwise a new token is
-/// made with `fill` (random bytes) and stored.
+/// It is always a bootstrap token `<id>.<secret>`, so that it also joins agents as
+/// `K10<ca hash>::<id>.<secret>` (what `<data-dir>/server/token` holds). Given as
+/// - `K10<ca hash>::<id>.<secret>` or `<id>.<secret>`: that token (and, in the first
+///   form, a pin on the cluster's CA);
+/// - anything else (a passphrase of the operator's choosing, or K3s's
+///   `K10<ca hash>::server:<passphrase>`): the bootstrap token derived from it with
+///   SHA-256, so every server given the same passphrase derives the same token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerToken {
+    token: BootstrapToken,
+    ca_hash: Option<String>,
+}
+
+impl std::fmt::Debug for ServerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerToken")
+            .field("id", &self.token.id())
+            .field("ca_hash", &self.ca_hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a derived token's hash starts with, so that it is kedge's own.
+const DERIVE_CONTEXT: &[u8] = b"kedge server token\0";
+
+impl ServerToken {
+    /// Parses `--token` (see the type). Errors never echo the text.
+    pub fn parse(text: &str) -> Result<ServerToken, TokenError> {
+        use kedge_proto::token::TokenError as Format;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(TokenError::Malformed(Format::Empty));
+        }
+        if let Ok(token) = Token::parse(text) {
+            return Ok(ServerToken {
+                ca_hash: token.ca_hash().map(str::to_owned),
+                token: token.bootstrap().clone(),
+            });
+        }
+        let (ca_hash, passphrase) = match text
+            .strip_prefix(kedge_proto::token::SECURE_PREFIX)
+            .and_then(|rest| rest.split_once("::"))
+        {
+            Some((hash, rest)) => {
+                // Checked the way join tokens check it.
+                let probe = BootstrapToken::new("aaaaaa", "aaaaaaaaaaaaaaaa")?;
+                Token::secure(hash, probe)?;
+                (
+                    Some(hash.to_owned()),
+                    rest.strip_prefix("server:").unwrap_or(rest),
+                )
+            }
+            None => (None, text),
+        };
+        if passphrase.is_empty() || passphrase.chars().any(char::is_control) {
+            return Err(TokenError::Malformed(Format::Format));
+        }
+        Ok(ServerToken {
+            token: derive(passphrase),
+            ca_hash,
+        })
+    }
+
+    /// A new random token (the first server of a cluster started without `--token`).
+    pub fn generate(fill: impl FnMut(&mut [u8])) -> ServerToken {
+        ServerToken {
+            token: BootstrapToken::generate(fill),
+            ca_hash: None,
+        }
+    }
+
+    /// The passphrase the cluster's secrets are sealed with: `<id>.<secret>`.
+    pub fn passphrase(&self) -> String {
+        self.token.to_string()
+    }
+
+    /// The token's id and secret.
+    pub fn bootstrap(&self) -> &BootstrapToken {
+        &self.token
+    }
+
+    /// The CA hash the token was given with, if any: the cluster's server CA must hash
+    /// to it.
+    pub fn ca_hash(&self) -> Option<&str> {
+        self.ca_hash.as_deref()
+    }
+}
+
+/// The bootstrap token a passphrase stands for: characters drawn from SHA-256 of the
+/// passphrase in counter mode.
+fn derive(passphrase: &str) -> BootstrapToken {
+    let mut counter = 0u32;
+    BootstrapToken::generate(|buf| {
+        for chunk in buf.chunks_mut(32) {
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            ctx.update(DERIVE_CONTEXT);
+            ctx.update(&counter.to_be_bytes());
+            ctx.update(passphrase.as_bytes());
+            let digest = ctx.finish();
+            chunk.copy_from_slice(&digest.as_ref()[..chunk.len()]);
+            counter += 1;
+        }
+    })
+}
+
+/// The server token in `<data-dir>/server/token`, if the file exists (a server that
+/// started before keeps its token across restarts without `--token`, as K3s does).
+pub fn read_server_token(data_dir: &Path) -> Result<Option<ServerToken>, TokenError> {
+    let path = server_token_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => ServerToken::parse(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(TokenError::Io { path, source }),
+    }
+}
+
+/// At server start, with the cluster's server token: writes it to
+/// `<data-dir>/server/token` (mode 0600) in the secure form for `server_ca_pem`, and makes
+/// sure agents can join with it (its bootstrap-token Secret, non-expiring, exists).
+///
+/// As with K3s's server token, it cannot be revoked for good: a Secret deleted by hand
+/// is made again at the next start. Tokens from `kedge token create` are the revocable
+/// ones.
 #[instrument(level = "debug", skip_all, fields(data_dir = %data_dir.display()))]
 pub async fn ensure_server_token(
     registry: &Registry,
+    server: &ServerToken,
     server_ca_pem: &str,
     data_dir: &Path,
     now: SystemTime,
-    fill: impl FnMut(&mut [u8]),
 ) -> Result<Token, TokenError> {
     let path = server_token_path(data_dir);
-    let hash = kedge_pki::ca_hash(server_ca_pem);
-    let existing = match std::fs::read_to_string(&path) {
-        Ok(text) => Token::parse(&text).ok(),
+    let token = Token::secure(
+        &kedge_pki::ca_hash(server_ca_pem),
+        server.bootstrap().clone(),
+    )?;
+    let current = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => return Err(TokenError::Io { path, source }),
     };
-    if let Some(existing) = existing {
-        match verify(registry, existing.bootstrap(), now).await {
-            Ok(_) => {
-                let token = Token::secure(&hash, existing.bootstrap().clone())?;
-                if token != existing {
-                    write_token_file(&path, &token)?;
+    if current.as_deref().map(str::trim) != Some(token.to_string().as_str()) {
+        write_token_file(&path, &token)?;
+    } else {
+        ensure_file_mode(&path)?;
+    }
+    for _ in 0..3 {
+        match verify(registry, server.bootstrap(), now).await {
+            Ok(_) => return Ok(token),
+            Err(TokenError::Unknown { .. }) => {
+                match create(
+                    registry,
+                    server.bootstrap(),
+                    None,
+                    SERVER_TOKEN_DESCRIPTION,
+                    now,
+                )
+                .await
+                {
+                    Ok(_) => return Ok(token),
+                    // Another server of the cluster stored it first.
+                    Err(TokenError::Api { error, .. }) if error.code == 409 => continue,
+                    Err(e) => return Err(e),
                 }
-                ensure_file_mode(&path)?;
-                return Ok(token);
             }
-            Err(e) if e.is_refusal() => {
-                info!(token = %existing.id(), reason = %e, "the server token in the file is no longer valid; making a new one");
+            Err(e) if e.is_refusal() || matches!(e, TokenError::Stored { .. }) => {
+                tracing::warn!(token = %server.bootstrap().id(), reason = %e, "agents cannot join with the server token; use a token from `kedge token create`");
+                return Ok(token);
             }
             Err(e) => return Err(e),
         }
     }
-    let bootstrap = BootstrapToken::generate(fill);
-    create(registry, &bootstrap, None, SERVER_TOKEN_DESCRIPTION, now).await?;
-    let token = Token::secure(&hash, bootstrap)?;
-    write_token_file(&path, &token)?;
     Ok(token)
 }
 
@@ -561,14 +695,16 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn the_server_token_is_made_once_and_kept_while_its_secret_exists() {
+    async fn the_server_token_is_written_and_joins_agents_and_survives_revocation() {
         let clock = Arc::new(ManualClock::default());
         let (dir, registry) = registry(clock.clone()).await;
         let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-        let first = ensure_server_token(&registry, ca, dir.path(), clock.now(), counter(1))
+        let server = ServerToken::generate(counter(1));
+        let first = ensure_server_token(&registry, &server, ca, dir.path(), clock.now())
             .await
             .unwrap();
         assert_eq!(first.ca_hash(), Some(kedge_pki::ca_hash(ca).as_str()));
+        assert_eq!(first.bootstrap(), server.bootstrap());
         let path = server_token_path(dir.path());
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
@@ -576,7 +712,12 @@ pub(crate) mod tests {
         );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        // Never expires.
+        // The file gives the same server token back (a restart without --token).
+        assert_eq!(
+            read_server_token(dir.path()).unwrap(),
+            Some(ServerToken::parse(&first.to_string()).unwrap())
+        );
+        // Agents may join with it; it never expires.
         let info = verify(
             &registry,
             first.bootstrap(),
@@ -587,18 +728,17 @@ pub(crate) mod tests {
         assert_eq!(info.expiration, None);
         assert_eq!(info.description, SERVER_TOKEN_DESCRIPTION);
 
-        // A restart keeps it, even with other randomness.
-        let again = ensure_server_token(&registry, ca, dir.path(), clock.now(), counter(99))
+        // Again: the same token, nothing rewritten.
+        let again = ensure_server_token(&registry, &server, ca, dir.path(), clock.now())
             .await
             .unwrap();
         assert_eq!(again, first);
 
         // A new CA: same token, new hash, file rewritten.
         let other_ca = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n";
-        let rehashed =
-            ensure_server_token(&registry, other_ca, dir.path(), clock.now(), counter(99))
-                .await
-                .unwrap();
+        let rehashed = ensure_server_token(&registry, &server, other_ca, dir.path(), clock.now())
+            .await
+            .unwrap();
         assert_eq!(rehashed.bootstrap(), first.bootstrap());
         assert_eq!(
             rehashed.ca_hash(),
@@ -609,19 +749,58 @@ pub(crate) mod tests {
             format!("{rehashed}\n")
         );
 
-        // Revoked: a new one replaces it.
+        // Its Secret deleted by hand: the next start stores it again (as K3s's server
+        // token, it cannot be revoked).
         delete(&registry, first.id()).await.unwrap();
-        let fresh = ensure_server_token(&registry, other_ca, dir.path(), clock.now(), counter(99))
-            .await
-            .unwrap();
-        assert_ne!(fresh.id(), first.id());
-        verify(&registry, fresh.bootstrap(), clock.now())
-            .await
-            .unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            format!("{fresh}\n")
+        assert!(
+            verify(&registry, first.bootstrap(), clock.now())
+                .await
+                .is_err()
         );
+        ensure_server_token(&registry, &server, other_ca, dir.path(), clock.now())
+            .await
+            .unwrap();
+        verify(&registry, first.bootstrap(), clock.now())
+            .await
+            .unwrap();
+    }
+
+    #[test]
+    fn server_tokens_parse_in_every_form_and_passphrases_derive_one_token() {
+        let hash = "ab".repeat(32);
+        let full = ServerToken::parse(&format!("K10{hash}::abcdef.0123456789abcdef\n")).unwrap();
+        assert_eq!(full.passphrase(), "abcdef.0123456789abcdef");
+        assert_eq!(full.ca_hash(), Some(hash.as_str()));
+        let short = ServerToken::parse("abcdef.0123456789abcdef").unwrap();
+        assert_eq!(short.bootstrap(), full.bootstrap());
+        assert_eq!(short.ca_hash(), None);
+
+        // A passphrase stands for one bootstrap token, the same on every server.
+        let a = ServerToken::parse("correct horse battery staple").unwrap();
+        let b = ServerToken::parse("correct horse battery staple").unwrap();
+        let c = ServerToken::parse("correct horse battery stapler").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a.bootstrap(), c.bootstrap());
+        BootstrapToken::parse(&a.passphrase()).unwrap();
+        // K3s's form: the passphrase after `server:`, and the CA pin.
+        let k3s =
+            ServerToken::parse(&format!("K10{hash}::server:correct horse battery staple")).unwrap();
+        assert_eq!(k3s.bootstrap(), a.bootstrap());
+        assert_eq!(k3s.ca_hash(), Some(hash.as_str()));
+        // The derived token, written out as a join token, parses back to itself.
+        let written = Token::secure(&hash, a.bootstrap().clone())
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            ServerToken::parse(&written).unwrap().bootstrap(),
+            a.bootstrap()
+        );
+
+        for bad in ["", "  ", "K10abc::x.y", "a\u{7}b"] {
+            let err = ServerToken::parse(bad).unwrap_err();
+            assert!(matches!(err, TokenError::Malformed(_)), "{bad:?}: {err}");
+        }
+        assert!(!format!("{a:?}").contains(a.bootstrap().secret()));
     }
 
     #[test]

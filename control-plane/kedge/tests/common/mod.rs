@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod relay;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -141,12 +144,26 @@ impl Cluster {
     /// [`Cluster::start_on`] with more flags for `kedge server`. (They are
     /// not kept for [`Cluster::restart`].)
     pub fn start_with_args(data_dir: &Path, endpoint: &str, port: u16, extra: &[&str]) -> Cluster {
+        Cluster::start_with(data_dir, endpoint, port, extra, &[])
+    }
+
+    /// [`Cluster::start_with_args`] with environment variables too (`RUST_LOG`, say).
+    pub fn start_with(
+        data_dir: &Path,
+        endpoint: &str,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Cluster {
         assert!(
             Path::new(KUBECTL).exists(),
             "these tests drive the real kubectl, expected at {KUBECTL}; install kubectl v1.32 there"
         );
         let mut cmd = kedge_on(data_dir, endpoint, port);
         cmd.args(extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let (child, log) = start_until(cmd, "Kubernetes API ready");
         let home = tempfile::tempdir().unwrap();
         let c = Cluster {
@@ -377,6 +394,14 @@ impl Cluster {
             .await
             .expect("a kube config from the kubeconfig");
         kube::Client::try_from(config).expect("a kube client")
+    }
+
+    /// The address the server's API listens on (`127.0.0.1:port`).
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        self.server_url()
+            .trim_start_matches("https://")
+            .parse()
+            .expect("the kubeconfig names the server by address")
     }
 
     /// The server's URL, from the kubeconfig.
