@@ -264,6 +264,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         })?;
     let port = listener.local_addr()?.port();
     let advertise_address = SocketAddr::new(advertise, port).to_string();
+    if advertise.is_loopback() && !matches!(endpoint, Endpoint::Sqlite(_)) {
+        // Other servers forward logs, exec and port-forward to the address a server
+        // records for the tunnels it holds.
+        tracing::warn!(
+            advertise = %advertise_address,
+            "this server advertises a loopback address on a shared datastore: the cluster's \
+             other servers cannot reach the agents whose tunnels it holds; give \
+             --advertise-address"
+        );
+    }
     let config = kedge_apiserver::Config {
         advertise_address: advertise_address.clone(),
         service_networks,

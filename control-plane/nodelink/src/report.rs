@@ -399,26 +399,29 @@ impl Reporter {
     }
 
     /// The server's own renewal of `node`'s Lease while the node's tunnel is up (see
-    /// [`crate::lease`]). Nothing is written before the node has registered: `false`.
+    /// [`crate::lease`]): a read and a write, as an agent's renewal. Before the node has
+    /// registered nothing is written: `false`.
     pub async fn renew_lease(
         &self,
         node: &str,
         duration_seconds: i32,
     ) -> Result<bool, ReportError> {
-        match self
-            .registry
-            .get(info("", "nodes")?, None, node, None)
+        self.write_lease(node, &LeaseRenewal { duration_seconds }, false)
             .await
-        {
-            Ok(_) => {}
-            Err(e) if e.code == 404 => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-        self.lease(node, &LeaseRenewal { duration_seconds }).await?;
-        Ok(true)
     }
 
     async fn lease(&self, node: &str, r: &LeaseRenewal) -> Result<(), ReportError> {
+        self.write_lease(node, r, true).await.map(|_| ())
+    }
+
+    /// Renews (or creates) the Lease; `without_node`: create it even before the Node
+    /// exists (false: then write nothing and answer `false`).
+    async fn write_lease(
+        &self,
+        node: &str,
+        r: &LeaseRenewal,
+        without_node: bool,
+    ) -> Result<bool, ReportError> {
         if r.duration_seconds <= 0 {
             return Err(malformed(
                 "lease",
@@ -449,7 +452,7 @@ impl Reporter {
                         .update(leases, Some(LEASE_NAMESPACE), node, None, lease, &opts)
                         .await
                     {
-                        Ok(_) => return Ok(()),
+                        Ok(_) => return Ok(true),
                         Err(e) if e.code == 409 => continue,
                         Err(e) => return Err(e.into()),
                     }
@@ -467,22 +470,27 @@ impl Reporter {
                     });
                     // As the kubelet does: the Node owns its Lease, so that
                     // deleting the Node collects it.
-                    if let Ok(n) = self
+                    match self
                         .registry
                         .get(info("", "nodes")?, None, node, None)
                         .await
-                        && let Some(uid) = str_at(&n, "/metadata/uid")
                     {
-                        lease["metadata"]["ownerReferences"] = json!([{
-                            "apiVersion": "v1", "kind": "Node", "name": node, "uid": uid
-                        }]);
+                        Ok(n) => {
+                            if let Some(uid) = str_at(&n, "/metadata/uid") {
+                                lease["metadata"]["ownerReferences"] = json!([{
+                                    "apiVersion": "v1", "kind": "Node", "name": node, "uid": uid
+                                }]);
+                            }
+                        }
+                        Err(e) if e.code == 404 && !without_node => return Ok(false),
+                        Err(_) => {}
                     }
                     match self
                         .registry
                         .create(leases, Some(LEASE_NAMESPACE), lease, &opts)
                         .await
                     {
-                        Ok(_) => return Ok(()),
+                        Ok(_) => return Ok(true),
                         Err(e) if e.code == 409 => continue,
                         Err(e) => return Err(e.into()),
                     }
