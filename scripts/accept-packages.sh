@@ -11,6 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "accept-packages: error: run as root (sudo $0): the tests chroot and mount" >&2; exit 1; }
 scripts/setup-cross.sh
+# The arm64 .deb is installed into an arm64 tree: the kernel must hand aarch64 binaries
+# to qemu (binfmt_misc, with the F flag so that it works inside the chroot).
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
+fi
 scripts/build-agent.sh "$@"
 scripts/package-agent.sh
 cargo test --locked -p kedge --test packages -- --ignored --test-threads 1 --nocapture

@@ -171,7 +171,9 @@ say "wrote $config (mode 0600)"
 if [ -z "$profile" ]; then
   detected=$("$bin" profile detect 2>/dev/null) \
     || die "$bin cannot detect this device's profile ('kedge-agent profile detect' failed): give --profile (see 'kedge-agent profile list')"
-  profile_arg=$(printf '%s\n' "$detected" | head -n 1 | awk '{print $1}')
+  # its last line: "profile: <name> (<how it was picked>)"
+  profile_arg=$(printf '%s\n' "$detected" | sed -n 's/^profile: \([^ ]*\).*/\1/p' | tail -n 1)
+  [ -n "$profile_arg" ] || die "'kedge-agent profile detect' named no profile: give --profile"
   say "detected the profile $profile_arg"
 else
   profile_arg=$profile
