@@ -1,14 +1,17 @@
 //! kedge-proto: the protocol between `kedge-agent` and `kedge server`.
 //!
 //! The messages and services live in `proto/kedge/link/v1/link.proto`; [`v1`] is the
-//! code tonic and prost generate from it. Three services:
+//! code tonic and prost generate from it. Four services:
 //!
 //! - `Bootstrap` (server side, connections without a client certificate): download the
 //!   CA, then trade a join token and a CSR for a node certificate.
 //! - `Node` (server side, connections with a node certificate): the per-node desired
 //!   state sync (deltas by revision, acks, resume), batched reports, certificate renewal.
+//! - `NodeTokens` (server side, node connections, next to `Node`): service-account tokens
+//!   for the node's own pods.
 //! - `AgentStreams` (agent side, called by the server over reverse streams): logs,
-//!   exec/attach, port-forward and the stats summary.
+//!   exec/attach, port-forward and the stats summary. A server also serves it to the
+//!   other servers of its cluster, relaying to the agents whose tunnels it holds.
 //!
 //! gRPC runs over the tunnel: see [`transport`] for serving tonic on streams a peer
 //! opens and for a tonic channel whose connections are streams this side opens.
