@@ -148,6 +148,9 @@ impl Target {
             .arg(dir.join("node-password"))
             .arg("--profile")
             .arg(self.profile)
+            // The runtime (containerd, CNI, cgroups) would act on this host, and the two
+            // agents would share its bridge: this test is about the join and the link.
+            .arg("--disable-runtime")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -479,7 +482,14 @@ fn version() -> &'static str {
 /// Joins `cluster` with the agent the packages installed, as the unit would start it
 /// (`--config /etc/kedge/agent.yaml`), and waits for its node to be Ready with `profile`.
 fn installed_agent_joins(cluster: &Cluster, chroot: &Chroot, bin: &str, node: &str, profile: &str) {
-    let mut cmd = chroot.command(&[bin, "--config", "/etc/kedge/agent.yaml"]);
+    // --disable-runtime on top of the config (a flag wins over the file): the runtime
+    // would start containerd and set up pod networking on this host, outside the tree.
+    let mut cmd = chroot.command(&[
+        bin,
+        "--config",
+        "/etc/kedge/agent.yaml",
+        "--disable-runtime",
+    ]);
     cmd.env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
