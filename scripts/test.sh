@@ -11,10 +11,14 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 step "cargo test"
-# The link tests run the real kedge-agent binary next to kedge's; cargo builds a
-# package's binaries only for its own integration tests, so build it first.
-cargo build --locked -p kedge-agent --bin kedge-agent
-cargo test --locked --workspace
+# The link and pod tests run the real kedge-agent binary (and its kedge-pause) next to
+# kedge's; cargo builds a package's binaries only for its own integration tests, so
+# build them first.
+cargo build --locked -p kedge-agent --bin kedge-agent -p kedge-pause
+# Every test binary, a few at a time (KEDGE_TEST_JOBS, default 3): most of them wait on
+# real servers, so this cuts the wall time without changing a test. Then the doc tests.
+scripts/run-tests.py
+cargo test --locked --workspace --doc
 step "kedge-agent cross-built for arm64, against its size budget"
 # Debian's rustc-web with -Zbuild-std and the aarch64 gcc (scripts/setup-cross.sh); the
 # budget is edge-agent/packaging/size-budget. The other arches, the packages and their

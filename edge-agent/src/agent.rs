@@ -9,9 +9,11 @@
 //! store keeps the desired state and the last acked revision, so the next `Sync` resumes
 //! from it. A renewed certificate is put to use by dialing again with it.
 //!
-//! There is no container runtime yet: the Node carries the taint
-//! `node.kedge.io/no-runtime:NoSchedule`, so nothing is scheduled onto it that would
-//! never run.
+//! Before any of that, it starts the node's container runtime and pod manager
+//! ([`crate::node_runtime`]), which run from the local store whether or not the server
+//! can be reached. An agent started without a runtime (`--disable-runtime`) registers
+//! its Node with the taint `node.kedge.io/no-runtime:NoSchedule`, so nothing is
+//! scheduled onto it that would never run.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +50,17 @@ pub struct AgentOptions {
     pub report: ReportConfig,
     /// When the node certificate is renewed.
     pub renewal: RenewalPolicy,
+    /// The container runtime; `None` runs no pods (the node is tainted).
+    pub runtime: Option<crate::node_runtime::RuntimeOptions>,
+    /// The node's capacity and allocatable resources (from the hardware profile).
+    pub resources: NodeResources,
+}
+
+/// What the node offers, as its status shows it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeResources {
+    pub capacity: BTreeMap<String, String>,
+    pub allocatable: BTreeMap<String, String>,
 }
 
 /// The agent could not run.
@@ -61,6 +74,10 @@ pub enum AgentError {
     Tunnel(#[from] kedge_tunnel::TunnelError),
     #[error("cannot resolve the server {server}; check --server")]
     Resolve { server: String },
+    #[error(
+        "cannot start the container runtime: {0} (to run the agent without containers, pass --disable-runtime)"
+    )]
+    Runtime(#[from] crate::node_runtime::RuntimeStartError),
 }
 
 /// Where the desired-state store lives.
@@ -83,19 +100,51 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let mut creds = bootstrap::bootstrap(&options.bootstrap, SystemTime::now()).await?;
     let server = bootstrap::ServerAddress::parse(&options.bootstrap.server)?;
-    let addr: SocketAddr = tokio::net::lookup_host((server.host.as_str(), server.port))
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| AgentError::Resolve {
-            server: server.to_string(),
-        })?;
     let store = Store::open(store_path(&options.bootstrap.data_dir))?;
     info!(
         acked = store.acked().unwrap_or(0),
         "local store opened; the sync resumes from its last acked revision"
     );
     let reports = Arc::new(ReportQueue::new(options.report.clone()));
+    // The runtime first: pods run from the store whether or not the server answers.
+    let runtime = match &options.runtime {
+        Some(rt) => {
+            let mut rt = rt.clone();
+            if rt.host_ip.is_none() {
+                rt.host_ip = server_addr(&server).await.and_then(internal_ip);
+            }
+            Some(
+                crate::node_runtime::NodeRuntime::start(
+                    &rt,
+                    &options.bootstrap.data_dir,
+                    &options.bootstrap.node_name,
+                    store.clone(),
+                    reports.clone(),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+    let facts = NodeFacts {
+        runtime_version: runtime.as_ref().map(|r| r.version()),
+        resources: options.resources.clone(),
+    };
+    let pod_streams = runtime.as_ref().map(|r| r.streams.clone());
+    // A server that cannot be resolved now (a device started offline) is looked up
+    // again until it can: the pods run meanwhile.
+    let addr = loop {
+        if let Some(addr) = server_addr(&server).await {
+            break addr;
+        }
+        if runtime.is_none() {
+            return Err(AgentError::Resolve {
+                server: server.to_string(),
+            });
+        }
+        warn!(server = %server, "cannot resolve the server yet; trying again in 10s");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    };
     tokio::pin!(shutdown);
     'dial: loop {
         let tunnel = Arc::new(TunnelClient::start(ClientOptions {
@@ -109,6 +158,7 @@ pub async fn run(
             tonic::transport::Server::builder()
                 .add_service(crate::streams::AgentStreamsService::server(
                     options.bootstrap.node_name.clone(),
+                    pod_streams.clone(),
                 ))
                 .serve_with_incoming(kedge_proto::transport::agent_incoming(tunnel.clone())),
         );
@@ -130,7 +180,7 @@ pub async fn run(
                 transport = %connection.transport()
             );
             let channel = kedge_proto::transport::channel(connection.clone());
-            let session = session(&options, &creds, channel, &store, &reports, addr);
+            let session = session(&options, &creds, channel, &store, &reports, addr, &facts);
             let end = tokio::select! {
                 _ = &mut shutdown => break 'dial,
                 end = session.instrument(span) => end,
@@ -157,8 +207,18 @@ pub async fn run(
             }
         }
     }
+    if let Some(runtime) = runtime {
+        runtime.shutdown().await;
+    }
     info!("agent stopped");
     Ok(())
+}
+
+async fn server_addr(server: &bootstrap::ServerAddress) -> Option<SocketAddr> {
+    tokio::net::lookup_host((server.host.as_str(), server.port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
 }
 
 /// Aborts a task when dropped.
@@ -178,11 +238,12 @@ async fn session(
     store: &Store,
     reports: &Arc<ReportQueue>,
     server: SocketAddr,
+    facts: &NodeFacts,
 ) -> SessionEnd {
     let node = &options.bootstrap.node_name;
     let client = NodeClient::new(channel);
     let address = internal_ip(server);
-    reports.node(node_object(node, &options.labels, address));
+    reports.node(node_object(node, &options.labels, address, facts));
     let own_lease = !options.lease_interval.is_zero();
     if own_lease {
         reports.lease(lease_duration(options.lease_interval));
@@ -223,7 +284,7 @@ async fn session(
             loop {
                 tokio::select! {
                     _ = lease.tick(), if own_lease => reports.lease(lease_duration(options.lease_interval)),
-                    _ = status.tick() => reports.node(node_object(node, &options.labels, address)),
+                    _ = status.tick() => reports.node(node_object(node, &options.labels, address, facts)),
                 }
             }
         }
@@ -308,11 +369,21 @@ pub fn internal_ip(server: SocketAddr) -> Option<std::net::IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
+/// What the agent knows of its node beyond its name and address.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    /// `containerd://<version>`; `None` when the agent runs no containers (then the
+    /// node is tainted `node.kedge.io/no-runtime`).
+    pub runtime_version: Option<String>,
+    pub resources: NodeResources,
+}
+
 /// The Node this agent registers and keeps reporting, JSON.
 pub fn node_object(
     node: &str,
     extra_labels: &BTreeMap<String, String>,
     address: Option<std::net::IpAddr>,
+    facts: &NodeFacts,
 ) -> Vec<u8> {
     let mut labels = serde_json::Map::new();
     labels.insert("kubernetes.io/arch".into(), go_arch().into());
@@ -327,35 +398,53 @@ pub fn node_object(
         addresses.push(json!({"type": "InternalIP", "address": ip.to_string()}));
     }
     addresses.push(json!({"type": "Hostname", "address": node}));
+    let (taints, message) = match &facts.runtime_version {
+        Some(_) => (json!([]), "kubelet is posting ready status"),
+        None => (
+            json!([{"key": NO_RUNTIME_TAINT, "effect": "NoSchedule"}]),
+            "kedge-agent is connected (it runs no container runtime: --disable-runtime)",
+        ),
+    };
+    let machine_id = std::fs::read_to_string("/etc/machine-id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut status = json!({
+        "conditions": [{
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }],
+        "nodeInfo": {
+            "architecture": go_arch(),
+            "operatingSystem": "linux",
+            "kernelVersion": kernel_version(),
+            "osImage": os_image(),
+            "kubeletVersion": concat!("v1.32.0-kedge-", env!("CARGO_PKG_VERSION")),
+            "kubeProxyVersion": "",
+            "containerRuntimeVersion": facts.runtime_version.clone().unwrap_or_default(),
+            "machineID": machine_id,
+            "systemUUID": "",
+            "bootID": boot_id,
+        },
+        "addresses": addresses,
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+    });
+    if !facts.resources.capacity.is_empty() {
+        status["capacity"] = json!(facts.resources.capacity);
+        status["allocatable"] = json!(facts.resources.allocatable);
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": node, "labels": labels},
-        "spec": {"taints": [{"key": NO_RUNTIME_TAINT, "effect": "NoSchedule"}]},
-        "status": {
-            "conditions": [{
-                "type": "Ready",
-                "status": "True",
-                "reason": "KubeletReady",
-                "message": "kedge-agent is connected (it runs no container runtime yet)",
-                "lastHeartbeatTime": now,
-                "lastTransitionTime": now,
-            }],
-            "nodeInfo": {
-                "architecture": go_arch(),
-                "operatingSystem": "linux",
-                "kernelVersion": kernel_version(),
-                "osImage": os_image(),
-                "kubeletVersion": concat!("v1.32.0-kedge-", env!("CARGO_PKG_VERSION")),
-                "kubeProxyVersion": "",
-                "containerRuntimeVersion": "",
-                "machineID": "",
-                "systemUUID": "",
-                "bootID": "",
-            },
-            "addresses": addresses,
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
-        },
+        "spec": {"taints": taints},
+        "status": status,
     })
     .to_string()
     .into_bytes()
@@ -377,9 +466,13 @@ mod tests {
     fn the_node_is_labelled_and_tainted() {
         let mut extra = BTreeMap::new();
         extra.insert("kedge.io/profile".to_string(), "rpi-4-2gb".to_string());
-        let node: serde_json::Value =
-            serde_json::from_slice(&node_object("pi-1", &extra, Some([10, 0, 0, 7].into())))
-                .unwrap();
+        let node: serde_json::Value = serde_json::from_slice(&node_object(
+            "pi-1",
+            &extra,
+            Some([10, 0, 0, 7].into()),
+            &NodeFacts::default(),
+        ))
+        .unwrap();
         assert_eq!(node["metadata"]["name"], "pi-1");
         assert_eq!(node["metadata"]["labels"]["kubernetes.io/arch"], go_arch());
         assert_eq!(node["metadata"]["labels"]["kedge.io/profile"], "rpi-4-2gb");

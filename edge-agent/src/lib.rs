@@ -6,6 +6,8 @@
 //!   hash, generate a key and a CSR, trade them for a node certificate, keep it renewed.
 //! - [`store`]: the local SQLite store of the node's desired state and the last revision
 //!   acked to the server, so that a restart, online or offline, resumes from it.
+//! - [`node_runtime`]: starts the container runtime (its own containerd, airgap images,
+//!   the pause rootfs) and the pod manager.
 //! - [`pods`]: the pod manager (the kubelet part): runs the node's pods on containerd.
 //! - [`streams`]: what the server may call on the agent over reverse streams (logs,
 //!   exec, port-forward, stats).
@@ -19,6 +21,7 @@
 pub mod agent;
 pub mod bootstrap;
 pub mod duration;
+pub mod node_runtime;
 pub mod pods;
 pub mod report;
 pub mod store;

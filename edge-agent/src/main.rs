@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use kedge_agent::agent::{AgentOptions, run};
+use kedge_agent::agent::{AgentOptions, NodeResources, run};
 use kedge_agent::bootstrap::{BootstrapOptions, DEFAULT_NODE_PASSWORD_FILE, RenewalPolicy};
 use kedge_agent::duration;
+use kedge_agent::node_runtime::RuntimeOptions;
 use kedge_agent::report::ReportConfig;
+use kedge_containerd::crilog::RotationPolicy;
 use kedge_hardware_profiles::{self as profiles, MachineInfo, Profile};
 use kedge_tunnel::TunnelConfig;
 use tracing_subscriber::EnvFilter;
@@ -85,6 +87,43 @@ struct Args {
     /// of a profile file [default: detected from the device].
     #[arg(long, env = "KEDGE_PROFILE")]
     profile: Option<String>,
+    /// Use this containerd instead of starting the agent's own: the path of its socket
+    /// (K3s's --container-runtime-endpoint).
+    #[arg(long)]
+    container_runtime_endpoint: Option<PathBuf>,
+    /// The containerd binary the agent starts (looked up on PATH).
+    #[arg(long, default_value = "containerd")]
+    containerd_binary: PathBuf,
+    /// The pause binary for pod sandboxes [default: kedge-pause next to kedge-agent].
+    #[arg(long)]
+    pause_binary: Option<PathBuf>,
+    /// Run no containers: the node registers tainted node.kedge.io/no-runtime and only
+    /// keeps the link and the local store (for link tests and benchmarks).
+    #[arg(long)]
+    disable_runtime: bool,
+    /// Where container logs are written.
+    #[arg(long, default_value = "/var/log/pods")]
+    pod_log_dir: PathBuf,
+    /// Directories holding the CNI plugins, searched in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "/usr/lib/cni,/opt/cni/bin"
+    )]
+    cni_bin_dir: Vec<PathBuf>,
+    /// The pods' bridge on this host.
+    #[arg(long, default_value = "cni0")]
+    cni_bridge: String,
+    /// Registry mirrors and credentials, in K3s's registries.yaml format.
+    #[arg(long, default_value = "/etc/kedge/registries.yaml")]
+    private_registry: PathBuf,
+    /// The cluster DNS server for pods with dnsPolicy ClusterFirst (K3s's
+    /// --cluster-dns); without it, pods use this node's resolv.conf.
+    #[arg(long)]
+    cluster_dns: Option<std::net::IpAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// Turn on debug logs (RUST_LOG overrides).
     #[arg(long)]
     debug: bool,
@@ -338,6 +377,42 @@ fn options(args: Args) -> Result<AgentOptions> {
         ..TunnelConfig::default()
     };
     tunnel.validate().context("tunnel settings")?;
+    let capacity = profile.capacity(&machine);
+    let allocatable = profile.allocatable(&capacity);
+    let resources = NodeResources {
+        capacity: BTreeMap::from([
+            ("cpu".into(), format!("{}m", capacity.cpu.0)),
+            ("memory".into(), format!("{}Ki", capacity.memory.0 / 1024)),
+            ("pods".into(), capacity.pods.to_string()),
+        ]),
+        allocatable: BTreeMap::from([
+            ("cpu".into(), format!("{}m", allocatable.cpu.0)),
+            (
+                "memory".into(),
+                format!("{}Ki", allocatable.memory.0 / 1024),
+            ),
+            ("pods".into(), allocatable.pods.to_string()),
+        ]),
+    };
+    let runtime = (!args.disable_runtime).then(|| RuntimeOptions {
+        endpoint: args.container_runtime_endpoint.clone(),
+        containerd_binary: args.containerd_binary.clone(),
+        pause_binary: args.pause_binary.clone(),
+        pod_log_dir: args.pod_log_dir.clone(),
+        netns_dir: PathBuf::from(kedge_cni::DEFAULT_NETNS_DIR),
+        cni_bin_dirs: args.cni_bin_dir.clone(),
+        cni_bridge: args.cni_bridge.clone(),
+        registries_file: args.private_registry.clone(),
+        cluster_dns: args.cluster_dns,
+        cluster_domain: args.cluster_domain.clone(),
+        log_rotation: RotationPolicy {
+            max_size: profile.container_log_max_size.0,
+            max_files: profile.container_log_max_files as usize,
+        },
+        allocatable: resources.allocatable.clone(),
+        memory_capacity: i64::try_from(capacity.memory.0).unwrap_or(i64::MAX),
+        host_ip: None,
+    });
     Ok(AgentOptions {
         bootstrap: BootstrapOptions {
             server,
@@ -362,6 +437,8 @@ fn options(args: Args) -> Result<AgentOptions> {
             ..ReportConfig::default()
         },
         renewal: RenewalPolicy::default(),
+        runtime,
+        resources,
     })
 }
 

@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use kedge_proto::v1::node_client::NodeClient;
 use kedge_proto::v1::report::Report as Kind;
-use kedge_proto::v1::{LeaseRenewal, PodStatusReport, Report, ReportBatch, ReportResponse};
+use kedge_proto::v1::{
+    LeaseRenewal, PodDeletion, PodStatusReport, Report, ReportBatch, ReportResponse,
+};
 use tokio::sync::Notify;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
@@ -76,6 +78,8 @@ struct Pending {
     node: Option<Vec<u8>>,
     lease: Option<LeaseRenewal>,
     pods: BTreeMap<(String, String), PodStatusReport>,
+    /// Final deletions and mirror pods, by pod; sent after the statuses.
+    actions: BTreeMap<(String, String), Kind>,
     events: VecDeque<Vec<u8>>,
     dropped_events: u64,
 }
@@ -85,6 +89,7 @@ impl Pending {
         usize::from(self.node.is_some())
             + usize::from(self.lease.is_some())
             + self.pods.len()
+            + self.actions.len()
             + self.events.len()
     }
 }
@@ -95,6 +100,7 @@ struct Taken {
     node: Option<Vec<u8>>,
     lease: Option<LeaseRenewal>,
     pods: Vec<PodStatusReport>,
+    actions: Vec<((String, String), Kind)>,
     events: Vec<Vec<u8>>,
 }
 
@@ -110,6 +116,9 @@ impl Taken {
         }
         for p in &self.pods {
             push(Kind::PodStatus(p.clone()));
+        }
+        for (_, a) in &self.actions {
+            push(a.clone());
         }
         for e in &self.events {
             push(Kind::Event(e.clone()));
@@ -164,6 +173,23 @@ impl ReportQueue {
             p.pods
                 .insert((report.namespace.clone(), report.name.clone()), report)
         });
+    }
+
+    /// Asks the server to delete a pod the agent stopped (the kubelet's final delete).
+    pub fn pod_deletion(&self, namespace: &str, name: &str, uid: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        let kind = Kind::PodDeletion(PodDeletion {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+        });
+        self.with(|p| p.actions.insert(key, kind));
+    }
+
+    /// Asks the server to create a mirror pod, JSON.
+    pub fn mirror_pod(&self, namespace: &str, name: &str, pod_json: Vec<u8>) {
+        let key = (namespace.to_string(), name.to_string());
+        self.with(|p| p.actions.insert(key, Kind::MirrorPod(pod_json)));
     }
 
     /// Drops a queued status of a pod that is gone.
@@ -225,6 +251,13 @@ impl ReportQueue {
             n += 1;
         }
         while n < room {
+            let Some(action) = p.actions.pop_first() else {
+                break;
+            };
+            t.actions.push(action);
+            n += 1;
+        }
+        while n < room {
             let Some(ev) = p.events.pop_front() else {
                 break;
             };
@@ -248,6 +281,9 @@ impl ReportQueue {
             p.pods
                 .entry((pod.namespace.clone(), pod.name.clone()))
                 .or_insert(pod);
+        }
+        for (key, action) in t.actions {
+            p.actions.entry(key).or_insert(action);
         }
         for ev in t.events.into_iter().rev() {
             p.events.push_front(ev);

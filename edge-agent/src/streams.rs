@@ -2,9 +2,9 @@
 //! server calls over streams it opens on the agent's tunnel.
 //!
 //! The stats summary is real for the node (CPU and memory from /proc). Logs, exec,
-//! attach and port-forward need the container runtime, which this agent does not have
-//! yet: they answer `UNIMPLEMENTED` with a message saying so, which the server passes on
-//! to kubectl.
+//! attach and port-forward go to the pod manager's streams ([`crate::pods::streams`]);
+//! an agent started without a container runtime answers them `UNIMPLEMENTED` with a
+//! message saying so, which the server passes on to kubectl.
 
 use std::pin::Pin;
 
@@ -21,12 +21,16 @@ use tonic::{Request, Response, Status, Streaming};
 #[derive(Debug, Clone)]
 pub struct AgentStreamsService {
     node: String,
+    pods: Option<crate::pods::streams::PodStreams>,
 }
 
 impl AgentStreamsService {
-    /// The tonic service for `node`.
-    pub fn server(node: String) -> AgentStreamsServer<AgentStreamsService> {
-        AgentStreamsServer::new(AgentStreamsService { node })
+    /// The tonic service for `node`; `pods` is `None` without a container runtime.
+    pub fn server(
+        node: String,
+        pods: Option<crate::pods::streams::PodStreams>,
+    ) -> AgentStreamsServer<AgentStreamsService> {
+        AgentStreamsServer::new(AgentStreamsService { node, pods })
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
     }
@@ -46,22 +50,56 @@ impl AgentStreams for AgentStreamsService {
     type ExecStream = Boxed<ExecOutput>;
     type PortForwardStream = Boxed<PortForwardFrame>;
 
-    async fn logs(&self, _: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
-        Err(no_runtime("logs"))
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let pods = self.pods.as_ref().ok_or_else(|| no_runtime("logs"))?;
+        Ok(Response::new(pods.logs(req.into_inner()).await?))
     }
 
     async fn exec(
         &self,
-        _: Request<Streaming<ExecInput>>,
+        req: Request<Streaming<ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        Err(no_runtime("exec and attach"))
+        let pods = self
+            .pods
+            .as_ref()
+            .ok_or_else(|| no_runtime("exec and attach"))?;
+        let mut input = req.into_inner();
+        let start = match input.message().await? {
+            Some(ExecInput {
+                input: Some(kedge_proto::v1::exec_input::Input::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "an exec stream starts with ExecStart",
+                ));
+            }
+        };
+        Ok(Response::new(pods.exec(start, input).await?))
     }
 
     async fn port_forward(
         &self,
-        _: Request<Streaming<PortForwardFrame>>,
+        req: Request<Streaming<PortForwardFrame>>,
     ) -> Result<Response<Self::PortForwardStream>, Status> {
-        Err(no_runtime("port-forward"))
+        let pods = self
+            .pods
+            .as_ref()
+            .ok_or_else(|| no_runtime("port-forward"))?;
+        let mut input = req.into_inner();
+        let start = match input.message().await? {
+            Some(PortForwardFrame {
+                frame: Some(kedge_proto::v1::port_forward_frame::Frame::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a port-forward stream starts with PortForwardStart",
+                ));
+            }
+        };
+        Ok(Response::new(
+            pods.port_forward(&start.namespace, &start.pod, start.port, input)
+                .await?,
+        ))
     }
 
     async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {

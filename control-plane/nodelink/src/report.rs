@@ -18,17 +18,26 @@
 //!   node events) or one of its pods (in the pod's namespace).
 //! - `lease`: `kube-node-lease/<node>`, stamped with the server's clock, so a
 //!   device's clock skew cannot make a lease look fresh or stale.
+//! - `pod_deletion`: the kubelet's final delete of a pod it stopped: only a pod
+//!   bound to this node with the reported uid, and only once the API is deleting
+//!   it (it has a deletionTimestamp) or when it is a mirror pod.
+//! - `mirror_pod`: the API's copy of one of the node's static pods: bound to
+//!   this node, annotated `kubernetes.io/config.mirror`, and (as upstream's
+//!   NodeRestriction demands) using no Secret, ConfigMap, volume claim or
+//!   ServiceAccount token.
 //!
 //! Each report gets a result of its own; a refused or failed report does not
 //! stop the others. Nothing an agent sends can make this panic.
 
 use std::sync::Arc;
 
-use kedge_apiserver::registry::{Registry, WriteOpts};
+use kedge_apiserver::registry::{DeleteOpts, Registry, WriteOpts};
 use kedge_apiserver::status::ApiError;
 use kedge_datastore::Clock;
 use kedge_proto::v1::report::Report as Kind;
-use kedge_proto::v1::{LeaseRenewal, PodStatusReport, ReportBatch, ReportResponse, ReportResult};
+use kedge_proto::v1::{
+    LeaseRenewal, PodDeletion, PodStatusReport, ReportBatch, ReportResponse, ReportResult,
+};
 use kedge_resources::catalog::{self, ResourceInfo, Subresource};
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
@@ -93,6 +102,105 @@ fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
 }
 
 /// `metav1.MicroTime` as upstream marshals it: RFC 3339, UTC, microseconds.
+/// The taint an agent without a container runtime registers with; the agent owns
+/// it, so it follows what the agent reports (the rest of the spec is never touched
+/// after registration).
+pub const NO_RUNTIME_TAINT: &str = "node.kedge.io/no-runtime";
+
+fn sync_agent_taint(reported: &Value, updated: &mut Value) {
+    let has = |v: &Value| {
+        v.pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .is_some_and(|t| {
+                t.iter()
+                    .any(|t| str_at(t, "/key") == Some(NO_RUNTIME_TAINT))
+            })
+    };
+    let want = has(reported);
+    if want == has(updated) {
+        return;
+    }
+    let Some(obj) = updated.as_object_mut() else {
+        return;
+    };
+    let spec = obj.entry("spec").or_insert_with(|| json!({}));
+    if !spec.is_object() {
+        *spec = json!({});
+    }
+    let taints = spec
+        .as_object_mut()
+        .map(|s| s.entry("taints").or_insert_with(|| json!([])));
+    let Some(taints) = taints else { return };
+    if !taints.is_array() {
+        *taints = json!([]);
+    }
+    if let Some(list) = taints.as_array_mut() {
+        if want {
+            list.push(json!({"key": NO_RUNTIME_TAINT, "effect": "NoSchedule"}));
+        } else {
+            list.retain(|t| str_at(t, "/key") != Some(NO_RUNTIME_TAINT));
+        }
+    }
+}
+
+/// The annotation of a mirror pod (its static pod's hash).
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// Why a mirror pod may not be created, as upstream's NodeRestriction says: it
+/// must not reach Secrets, ConfigMaps, volume claims or a ServiceAccount.
+fn mirror_pod_refusal(pod: &Value) -> Option<String> {
+    let spec = pod.get("spec")?;
+    if spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Some("a mirror pod may not use a service account".into());
+    }
+    for v in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for kind in [
+            "secret",
+            "configMap",
+            "persistentVolumeClaim",
+            "projected",
+            "ephemeral",
+        ] {
+            if v.get(kind).is_some() {
+                return Some(format!("a mirror pod may not use {kind} volumes"));
+            }
+        }
+    }
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .into_iter()
+        .flat_map(|k| spec.get(k).and_then(Value::as_array).into_iter().flatten());
+    for c in containers {
+        for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+            let from = e.get("valueFrom");
+            if from.is_some_and(|f| {
+                f.get("secretKeyRef").is_some() || f.get("configMapKeyRef").is_some()
+            }) {
+                return Some("a mirror pod may not reference secrets or config maps".into());
+            }
+        }
+        for e in c
+            .get("envFrom")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if e.get("secretRef").is_some() || e.get("configMapRef").is_some() {
+                return Some("a mirror pod may not reference secrets or config maps".into());
+            }
+        }
+    }
+    None
+}
+
 pub fn micro_time(t: std::time::SystemTime) -> String {
     match jiff::Timestamp::try_from(t) {
         Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
@@ -131,6 +239,8 @@ impl Reporter {
                     tracing::debug!(node, "a lease renewal reported by the agent");
                     self.lease(node, &r).await
                 }
+                Some(Kind::PodDeletion(r)) => self.pod_deletion(node, &r).await,
+                Some(Kind::MirrorPod(bytes)) => self.mirror_pod(node, &bytes).await,
             };
             let error = match outcome {
                 Ok(()) => String::new(),
@@ -218,6 +328,7 @@ impl Reporter {
                     }
                 }
             }
+            sync_agent_taint(&reported, &mut updated);
             let current = if updated != current {
                 match self
                     .registry
@@ -289,6 +400,105 @@ impl Reporter {
             "pod {}/{}: too many conflicting writes",
             r.namespace, r.name
         )))
+    }
+
+    async fn pod_deletion(&self, node: &str, r: &PodDeletion) -> Result<(), ReportError> {
+        let pods = info("", "pods")?;
+        let pod = match self
+            .registry
+            .get(pods, Some(&r.namespace), &r.name, None)
+            .await
+        {
+            Ok(pod) => pod,
+            // Already gone: what the agent wanted.
+            Err(e) if e.code == 404 => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if r.uid.is_empty() {
+            return Err(malformed("pod deletion", "no uid"));
+        }
+        match self.check_pod(node, &pod, &r.namespace, &r.name, Some(&r.uid)) {
+            Ok(()) => {}
+            // A pod recreated under the name is another pod: this one is gone.
+            Err(ReportError::Api(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
+        let mirror = pod
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(MIRROR_ANNOTATION))
+            .is_some();
+        if !deleting && !mirror {
+            return Err(forbidden(
+                node,
+                format!(
+                    "delete pod {}/{}, which the API is not deleting",
+                    r.namespace, r.name
+                ),
+            ));
+        }
+        let opts = DeleteOpts {
+            grace_period_seconds: Some(0),
+            precondition_uid: Some(r.uid.clone()),
+            ..Default::default()
+        };
+        match self
+            .registry
+            .delete(pods, Some(&r.namespace), &r.name, &opts)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn mirror_pod(&self, node: &str, bytes: &[u8]) -> Result<(), ReportError> {
+        let pods = info("", "pods")?;
+        let mut pod = parse_object("mirror pod", bytes)?;
+        let ns = str_at(&pod, "/metadata/namespace")
+            .unwrap_or("default")
+            .to_string();
+        let name = str_at(&pod, "/metadata/name")
+            .unwrap_or_default()
+            .to_string();
+        let is_mirror = pod
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(MIRROR_ANNOTATION))
+            .and_then(Value::as_str)
+            .is_some_and(|h| !h.is_empty());
+        if !is_mirror {
+            return Err(forbidden(
+                node,
+                format!("create pod {ns}/{name} without the {MIRROR_ANNOTATION} annotation"),
+            ));
+        }
+        if str_at(&pod, "/spec/nodeName") != Some(node) {
+            return Err(forbidden(
+                node,
+                format!("create mirror pod {ns}/{name} bound to another node"),
+            ));
+        }
+        if let Some(why) = mirror_pod_refusal(&pod) {
+            return Err(forbidden(
+                node,
+                format!("create mirror pod {ns}/{name}: {why}"),
+            ));
+        }
+        if let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+            for system in ["uid", "resourceVersion", "creationTimestamp"] {
+                meta.remove(system);
+            }
+        }
+        match self
+            .registry
+            .create(pods, Some(&ns), pod, &WriteOpts::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Refuses unless `pod` is bound to `node` (and has `uid`, when given).
@@ -836,5 +1046,93 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(renewed["spec"]["renewTime"], "2023-11-14T22:13:30.000000Z");
+    }
+    #[tokio::test]
+    async fn final_deletes_and_mirror_pods_only_for_the_nodes_own_pods() {
+        let (_dir, api, _clock, reporter) = setup().await;
+        let uid1 = make_pod(&api, "p1", "n1").await;
+        let uid2 = make_pod(&api, "p2", "n2").await;
+        let del = |name: &str, uid: &str| {
+            Kind::PodDeletion(PodDeletion {
+                namespace: "default".into(),
+                name: name.into(),
+                uid: uid.into(),
+            })
+        };
+        // A pod the API is not deleting stays; another node's pod is refused.
+        let e = one(&reporter, "n1", del("p1", &uid1)).await;
+        assert!(e.contains("which the API is not deleting"), "{e}");
+        let e = one(&reporter, "n1", del("p2", &uid2)).await;
+        assert!(e.contains("node n1 may not"), "{e}");
+        // Once a graceful delete started, the node's final delete removes it.
+        let pods = info("", "pods").unwrap();
+        let graceful = kedge_apiserver::registry::DeleteOpts {
+            grace_period_seconds: Some(30),
+            ..Default::default()
+        };
+        api.registry
+            .delete(pods, Some("default"), "p1", &graceful)
+            .await
+            .unwrap();
+        assert!(get(&api, "", "pods", Some("default"), "p1").await.is_some());
+        assert_eq!(one(&reporter, "n1", del("p1", "someone-else")).await, "");
+        assert!(
+            get(&api, "", "pods", Some("default"), "p1").await.is_some(),
+            "a uid mismatch deletes nothing"
+        );
+        assert_eq!(one(&reporter, "n1", del("p1", &uid1)).await, "");
+        assert!(get(&api, "", "pods", Some("default"), "p1").await.is_none());
+        assert_eq!(
+            one(&reporter, "n1", del("p1", &uid1)).await,
+            "",
+            "gone already is fine"
+        );
+
+        // Mirror pods: bound to the node, annotated, without secrets.
+        let mirror = |node: &str, extra: Value| {
+            let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "static-n1", "namespace": "default",
+                             "annotations": {MIRROR_ANNOTATION: "h1"}},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}});
+            if let Some(v) = extra.get("volumes") {
+                p["spec"]["volumes"] = v.clone();
+            }
+            if let Some(a) = extra.get("annotations") {
+                p["metadata"]["annotations"] = a.clone();
+            }
+            Kind::MirrorPod(bytes(p))
+        };
+        let e = one(&reporter, "n1", mirror("n2", json!({}))).await;
+        assert!(e.contains("bound to another node"), "{e}");
+        let e = one(&reporter, "n1", mirror("n1", json!({"annotations": {}}))).await;
+        assert!(e.contains("without the kubernetes.io/config.mirror"), "{e}");
+        let e = one(
+            &reporter,
+            "n1",
+            mirror(
+                "n1",
+                json!({"volumes": [{"name": "s", "secret": {"secretName": "x"}}]}),
+            ),
+        )
+        .await;
+        assert!(e.contains("may not use secret volumes"), "{e}");
+        assert_eq!(one(&reporter, "n1", mirror("n1", json!({}))).await, "");
+        assert_eq!(
+            one(&reporter, "n1", mirror("n1", json!({}))).await,
+            "",
+            "an existing mirror pod is fine"
+        );
+        let m = get(&api, "", "pods", Some("default"), "static-n1")
+            .await
+            .unwrap();
+        assert_eq!(m["spec"]["nodeName"], "n1");
+        // A mirror pod may be deleted by its node without a graceful delete first.
+        let uid = str_at(&m, "/metadata/uid").unwrap().to_string();
+        assert_eq!(one(&reporter, "n1", del("static-n1", &uid)).await, "");
+        assert!(
+            get(&api, "", "pods", Some("default"), "static-n1")
+                .await
+                .is_none()
+        );
     }
 }

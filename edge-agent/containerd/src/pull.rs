@@ -410,13 +410,18 @@ impl Session {
                 let realm = params
                     .get("realm")
                     .ok_or_else(|| self.err("bearer challenge without realm"))?;
-                let mut q = form_urlencoded::Serializer::new(String::new());
-                if let Some(s) = params.get("service") {
-                    q.append_pair("service", s);
-                }
-                q.append_pair("scope", &format!("repository:{}:pull", self.repository));
+                // The serializer holds a non-Sync encoder: finish it before any await, so
+                // that the pull's future stays Send.
+                let query = {
+                    let mut q = form_urlencoded::Serializer::new(String::new());
+                    if let Some(s) = params.get("service") {
+                        q.append_pair("service", s);
+                    }
+                    q.append_pair("scope", &format!("repository:{}:pull", self.repository));
+                    q.finish()
+                };
                 let sep = if realm.contains('?') { '&' } else { '?' };
-                let url = format!("{realm}{sep}{}", q.finish());
+                let url = format!("{realm}{sep}{query}");
                 let basic = self.basic();
                 let resp = self.send(&url, None, basic.as_deref()).await?;
                 if !resp.status().is_success() {

@@ -278,6 +278,69 @@ impl Client {
         Ok(())
     }
 
+    /// Creates a container whose root filesystem is a directory on the host (the spec's
+    /// absolute `root.path`), with no image and no snapshot: the pod sandbox's pause
+    /// container, whose rootfs holds nothing but the pause binary.
+    #[tracing::instrument(name = "create_container_with_rootfs", skip_all, fields(id))]
+    pub async fn create_container_with_rootfs(
+        &self,
+        id: &str,
+        spec: &oci_spec::runtime::Spec,
+        labels: HashMap<String, String>,
+    ) -> Result<()> {
+        valid_id(id)?;
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .filter(|p| p.is_absolute())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "container {id}: a container without an image needs an absolute root.path"
+                ))
+            })?;
+        if !root.is_dir() {
+            return Err(Error::Config(format!(
+                "container {id}: its root filesystem {} is not a directory",
+                root.display()
+            )));
+        }
+        let spec_json = serde_json::to_vec(spec).map_err(|source| Error::Spec {
+            what: "spec",
+            id: id.to_string(),
+            source,
+        })?;
+        let options = RuncOptions {
+            root: self
+                .config
+                .runc_root
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let container = Container {
+            id: id.to_string(),
+            labels,
+            runtime: Some(Runtime {
+                name: RUNC_V2.to_string(),
+                options: Some(options.to_any()),
+            }),
+            spec: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+                value: spec_json,
+            }),
+            ..Default::default()
+        };
+        self.containers()
+            .create(self.req(CreateContainerRequest {
+                container: Some(container),
+            }))
+            .await
+            .map_err(|e| Error::containerd("create container", id, e))?;
+        Ok(())
+    }
+
     async fn create_container_leased(
         &self,
         id: &str,
@@ -359,16 +422,20 @@ impl Client {
     #[tracing::instrument(name = "start_task", skip(self))]
     pub async fn start(&self, id: &str, io: TaskIo) -> Result<(u32, TaskStreams)> {
         valid_id(id)?;
-        let mounts = self
+        // A container made with `create_container_with_rootfs` has no snapshot: its
+        // rootfs is already in its spec.
+        let mounts = match self
             .snapshots()
             .mounts(self.req(MountsRequest {
                 snapshotter: self.snapshotter.clone(),
                 key: id.to_string(),
             }))
             .await
-            .map_err(|e| Error::containerd("snapshot mounts", id, e))?
-            .into_inner()
-            .mounts;
+        {
+            Ok(r) => r.into_inner().mounts,
+            Err(s) if s.code() == tonic::Code::NotFound => Vec::new(),
+            Err(e) => return Err(Error::containerd("snapshot mounts", id, e)),
+        };
         let fifos = Fifos::make(self.fifo_dir(id), "", io)?;
         let req = CreateTaskRequest {
             container_id: id.to_string(),

@@ -123,8 +123,10 @@ impl PodManager {
                 _ = tokio::time::sleep(RECONCILE) => {}
             }
         }
+        // Workers stop where they are: whatever they were doing (a graceful stop, a
+        // probe) the next agent picks up from what the runtime holds.
         for (_, handle) in self.workers.drain() {
-            drop(handle.inbox);
+            handle.task.abort();
             let _ = handle.task.await;
         }
         info!("pod manager stopped; the pods keep running");
@@ -184,6 +186,12 @@ impl PodManager {
         }
 
         let desired = self.desired();
+        let statics: Vec<Pod> = desired
+            .iter()
+            .filter(|p| super::static_pods::is_static(p))
+            .cloned()
+            .collect();
+        self.ctx.statuses.static_pods(&statics);
         let wanted: HashSet<String> = desired.iter().map(uid).collect();
         self.terminated.retain(|u| wanted.contains(u));
         for pod in desired {

@@ -39,6 +39,8 @@ pub trait StatusSink: Send + Sync + std::fmt::Debug {
     fn pod_status(&self, pod: &Pod, status: &PodStatus);
     /// The pod, which the API is deleting, has stopped: it may be deleted for good.
     fn pod_terminated(&self, pod: &Pod);
+    /// The static pods the node runs now, so that their mirror pods follow.
+    fn static_pods(&self, _statics: &[Pod]) {}
 }
 
 /// What every worker shares.

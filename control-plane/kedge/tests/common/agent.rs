@@ -26,8 +26,17 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// The agent's command line for joining `server` (`https://host:port`).
+    /// The agent's command line for joining `server` (`https://host:port`), without a
+    /// container runtime (the link tests need no containers, nor root for them).
     pub fn command_for(server: &str, dir: &Path, node: &str, token: &str) -> Command {
+        let mut cmd = Agent::command_with_runtime(server, dir, node, token);
+        cmd.arg("--disable-runtime");
+        cmd
+    }
+
+    /// The agent's command line with its container runtime: it starts its own
+    /// containerd and runs pods (needs root, containerd, runc and the CNI plugins).
+    pub fn command_with_runtime(server: &str, dir: &Path, node: &str, token: &str) -> Command {
         let mut cmd = Command::new(agent_binary());
         cmd.arg("--server")
             .arg(server)
@@ -96,6 +105,16 @@ impl Agent {
             self.seen.push(line);
         }
         self.seen.join("\n")
+    }
+
+    /// SIGTERM, as systemd stops it; then waits for the exit, as [`Agent::exits`].
+    #[track_caller]
+    pub fn terminate(self, within: Duration) -> (std::process::ExitStatus, String) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.exits(within)
     }
 
     /// Waits for the agent to exit on its own, and returns its status and log.

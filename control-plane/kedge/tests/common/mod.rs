@@ -130,6 +130,12 @@ impl Cluster {
         c
     }
 
+    /// Keeps `dir` (the server's data directory) until the cluster is dropped.
+    pub fn owning(mut self, dir: tempfile::TempDir) -> Cluster {
+        self._dir = Some(dir);
+        self
+    }
+
     /// A server on `endpoint`, keeping its state in `data_dir`.
     pub fn start_in(data_dir: &Path, endpoint: &str) -> Cluster {
         Cluster::start_on(data_dir, endpoint, 0)
