@@ -396,9 +396,32 @@ mod tests {
                     format!("pod:{}:{}", p.name, String::from_utf8_lossy(&p.status))
                 }
                 Some(Kind::Event(e)) => format!("event:{}", String::from_utf8_lossy(e)),
+                Some(Kind::PodDeletion(d)) => format!("delete:{}:{}", d.name, d.uid),
+                Some(Kind::MirrorPod(m)) => format!("mirror:{}", String::from_utf8_lossy(m)),
                 None => "none".into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_pods_last_status_goes_before_its_final_delete() {
+        let q = ReportQueue::new(ReportConfig::default());
+        q.pod_deletion("default", "web", "u1");
+        q.mirror_pod("default", "static-n1", b"{}".to_vec());
+        q.pod_status(pod("web", "Succeeded"));
+        let t = q.take().unwrap();
+        assert_eq!(
+            kinds(&t.batch()),
+            [
+                "pod:web:{\"phase\":\"Succeeded\"}",
+                // Actions go by namespace and name.
+                "mirror:{}",
+                "delete:web:u1",
+            ]
+        );
+        // A failed send puts them back.
+        q.put_back(t);
+        assert_eq!(q.len(), 3);
     }
 
     #[tokio::test]

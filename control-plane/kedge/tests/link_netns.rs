@@ -8,7 +8,8 @@
 //! What is asserted is what a fleet operator sees: the node registers and is Ready, the
 //! pods bound to it reach the agent's local store (read from its SQLite file), a reconnect
 //! after an outage resumes the sync (one full resync in the agent's whole life; the server
-//! logs `sync: resumed from`), UDP blocked means TCP, loss only slows convergence down,
+//! logs `sync: resumed from`), a cut node turns Unknown and comes back Ready, UDP blocked
+//! means TCP, loss only slows convergence down,
 //! and corrupt bytes give an error and a reconnect, never a panic or an exit.
 //!
 //! Needs root, iproute2 and nftables (CI runs as root). Without them every test fails,
@@ -259,6 +260,11 @@ struct Server {
 
 impl Server {
     fn start(net: &Net) -> Server {
+        Server::start_with(net, &[])
+    }
+
+    /// With more `kedge server` flags.
+    fn start_with(net: &Net, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
         let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -272,6 +278,7 @@ impl Server {
             .args(["--advertise-address", &net.server_ip])
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -367,6 +374,11 @@ impl Server {
     /// Polls until the node's Ready condition is True.
     #[track_caller]
     fn wait_ready(&self, node: &str, within: Duration) {
+        self.wait_condition(node, "True", within);
+    }
+
+    /// Waits until `node`'s Ready condition has `status` (True, False, Unknown).
+    fn wait_condition(&self, node: &str, status: &str, within: Duration) {
         let deadline = Instant::now() + within;
         let args = [
             "get",
@@ -377,12 +389,12 @@ impl Server {
         ];
         loop {
             let out = self.kubectl(&args);
-            if out.status.success() && out.stdout == b"True" {
+            if out.status.success() && out.stdout == status.as_bytes() {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "node {node} is not Ready: {}{}",
+                "node {node}'s Ready condition is not {status}: {}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
@@ -442,6 +454,8 @@ impl Agent {
             .arg("--node-password-file")
             .arg(dir.path().join("node-password"))
             .args(timers)
+            // The link is under test, not pods: no containerd in the namespace.
+            .arg("--disable-runtime")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -593,13 +607,16 @@ fn quic_between_two_namespaces() {
     server.assert_alive();
 }
 
-/// (b) The agent's veth goes down for 30 s and comes back: the agent reconnects and
-/// resumes from its last acked revision (the server logs `sync: resumed from`; the agent
-/// stores a full resync once in its life), and a change made during the outage arrives.
+/// (b) The agent's veth goes down for 30 s and comes back: while it is down the server
+/// stops renewing the node's Lease and the node turns Unknown after the grace period
+/// (10 s here); then the agent reconnects and resumes from its last acked revision (the
+/// server logs `sync: resumed from`; the agent stores a full resync once in its life), a
+/// change made during the outage arrives, and the node is Ready again.
 #[test]
 fn link_down_for_30s_then_up_resumes_without_a_full_resync() {
     let net = Net::create(1);
-    let mut server = Server::start(&net);
+    // A 10 s grace period: the cut node must turn Unknown within the outage.
+    let mut server = Server::start_with(&net, &["--node-monitor-grace-period", "10s"]);
     let mut agent = Agent::start(&net, &server.url(), &server.token(), "ns-b", &FAST);
     agent.log.wait_count(CONNECTED, 1, Duration::from_secs(30));
     server.ok(&["create", "configmap", "web-config", "--from-literal=a=b"]);
@@ -612,6 +629,7 @@ fn link_down_for_30s_then_up_resumes_without_a_full_resync() {
     let full_before = server.log.count("sync: full resync");
 
     net.link(false);
+    let down = Instant::now();
     // The agent notices (idle timeout 4 s) while the link is still down.
     agent
         .log
@@ -620,7 +638,19 @@ fn link_down_for_30s_then_up_resumes_without_a_full_resync() {
     server.ok(&["label", "pod", "web", "changed=yes"]);
     server.ok(&["create", "configmap", "later", "--from-literal=x=y"]);
     server.apply(&pod("web-2", "ns-b", Some("later")));
-    std::thread::sleep(Duration::from_secs(30)); // the outage itself, not an assertion
+    // The server's end idles out too, so it stops renewing the node's Lease: after the
+    // grace period the node is Unknown, while the link is still down.
+    server.wait_condition(
+        "ns-b",
+        "Unknown",
+        Duration::from_secs(28).saturating_sub(down.elapsed()),
+    );
+    eprintln!(
+        "the cut node was Unknown {:?} after the link went down",
+        down.elapsed()
+    );
+    // The rest of the outage itself, not an assertion.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(down.elapsed()));
     assert!(
         !stored_object(agent.dir.path(), POD, "web").contains("\"changed\":\"yes\""),
         "the change arrived while the link was down"
@@ -657,6 +687,7 @@ fn link_down_for_30s_then_up_resumes_without_a_full_resync() {
         "the server sent a full resync after the outage:\n{}",
         server.log.text()
     );
+    server.wait_ready("ns-b", Duration::from_secs(20));
     eprintln!("reconnected {reconnect:?} after the link came back");
     agent.assert_alive();
     server.assert_alive();

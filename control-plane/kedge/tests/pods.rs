@@ -514,7 +514,10 @@ fn kill_httpd(port: u16) {
         .args(["-KILL", "-f", &format!("httpd -f -v -p {port}")])
         .status()
         .expect("run pkill (procps)");
-    assert!(status.success(), "no httpd on port {port} was found to kill");
+    assert!(
+        status.success(),
+        "no httpd on port {port} was found to kill"
+    );
 }
 
 #[test]
@@ -544,7 +547,12 @@ fn pods_keep_running_through_two_minutes_without_the_control_plane() {
     let down = Instant::now();
 
     // The pods keep serving.
-    wait_serving(&ips, PORT, "the pods serve without the control plane", Duration::from_secs(5));
+    wait_serving(
+        &ips,
+        PORT,
+        "the pods serve without the control plane",
+        Duration::from_secs(5),
+    );
     // A killed container is restarted by the agent alone.
     kill_httpd(PORT);
     wait_serving(
@@ -556,7 +564,12 @@ fn pods_keep_running_through_two_minutes_without_the_control_plane() {
     // The agent restarts while offline: it finds its pods in its store and the runtime,
     // and keeps them (and restarts them: a second kill is handled by the new agent).
     node.stop_agent();
-    wait_serving(&ips, PORT, "the pods serve while the agent is down", Duration::from_secs(5));
+    wait_serving(
+        &ips,
+        PORT,
+        "the pods serve while the agent is down",
+        Duration::from_secs(5),
+    );
     node.start_agent();
     node.agent
         .as_mut()
@@ -572,7 +585,12 @@ fn pods_keep_running_through_two_minutes_without_the_control_plane() {
     );
     let left = Duration::from_secs(120).saturating_sub(down.elapsed());
     std::thread::sleep(left);
-    wait_serving(&ips, PORT, "the pods serve after two minutes offline", Duration::from_secs(5));
+    wait_serving(
+        &ips,
+        PORT,
+        "the pods serve after two minutes offline",
+        Duration::from_secs(5),
+    );
 
     // The control plane returns: the statuses converge, and no pod was recreated.
     node.cluster.start();

@@ -575,6 +575,8 @@ impl AgentSpec {
             .arg("--node-password-file")
             .arg(self.dir.join("node-password"))
             .args(&self.flags)
+            // The link is measured, not pods: no containerd per agent.
+            .arg("--disable-runtime")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
