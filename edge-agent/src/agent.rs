@@ -129,6 +129,7 @@ pub async fn run(
     let facts = NodeFacts {
         runtime_version: runtime.as_ref().map(|r| r.version()),
         resources: options.resources.clone(),
+        live: runtime.as_ref().map(|r| r.live.clone()).unwrap_or_default(),
     };
     let pod_streams = runtime.as_ref().map(|r| r.streams.clone());
     // A server that cannot be resolved now (a device started offline) is looked up
@@ -376,6 +377,8 @@ pub struct NodeFacts {
     /// node is tainted `node.kedge.io/no-runtime`).
     pub runtime_version: Option<String>,
     pub resources: NodeResources,
+    /// Pressure conditions and images, kept up to date by the runtime's loops.
+    pub live: Arc<crate::node_status::LiveNodeStatus>,
 }
 
 /// The Node this agent registers and keeps reporting, JSON.
@@ -398,28 +401,33 @@ pub fn node_object(
         addresses.push(json!({"type": "InternalIP", "address": ip.to_string()}));
     }
     addresses.push(json!({"type": "Hostname", "address": node}));
-    let (taints, message) = match &facts.runtime_version {
-        Some(_) => (json!([]), "kubelet is posting ready status"),
-        None => (
-            json!([{"key": NO_RUNTIME_TAINT, "effect": "NoSchedule"}]),
-            "kedge-agent is connected (it runs no container runtime: --disable-runtime)",
-        ),
+    let mut taints = facts.live.taints();
+    let message = match &facts.runtime_version {
+        Some(_) => "kubelet is posting ready status",
+        None => {
+            taints.push(json!({"key": NO_RUNTIME_TAINT, "effect": "NoSchedule"}));
+            "kedge-agent is connected (it runs no container runtime: --disable-runtime)"
+        }
     };
+    let mut conditions = facts.live.conditions(&now);
     let machine_id = std::fs::read_to_string("/etc/machine-id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
+    // Ready is True whenever the agent reports at all: the server turns it Unknown
+    // when the reports stop. It goes last, as the kubelet lists it.
+    conditions.push(json!({
+        "type": "Ready",
+        "status": "True",
+        "reason": "KubeletReady",
+        "message": message,
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": now,
+    }));
     let mut status = json!({
-        "conditions": [{
-            "type": "Ready",
-            "status": "True",
-            "reason": "KubeletReady",
-            "message": message,
-            "lastHeartbeatTime": now,
-            "lastTransitionTime": now,
-        }],
+        "conditions": conditions,
         "nodeInfo": {
             "architecture": go_arch(),
             "operatingSystem": "linux",
@@ -433,6 +441,7 @@ pub fn node_object(
             "bootID": boot_id,
         },
         "addresses": addresses,
+        "images": facts.live.images(),
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
     });
     if !facts.resources.capacity.is_empty() {

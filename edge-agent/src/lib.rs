@@ -8,6 +8,7 @@
 //!   acked to the server, so that a restart, online or offline, resumes from it.
 //! - [`node_runtime`]: starts the container runtime (its own containerd, airgap images,
 //!   the pause rootfs) and the pod manager.
+//! - [`node_status`]: the live part of the Node's status: pressure conditions, images.
 //! - [`pods`]: the pod manager (the kubelet part): runs the node's pods on containerd.
 //! - [`streams`]: what the server may call on the agent over reverse streams (logs,
 //!   exec, port-forward, stats).
@@ -22,6 +23,7 @@ pub mod agent;
 pub mod bootstrap;
 pub mod duration;
 pub mod node_runtime;
+pub mod node_status;
 pub mod pods;
 pub mod report;
 pub mod store;

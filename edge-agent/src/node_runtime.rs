@@ -14,6 +14,7 @@ use kedge_containerd::{Client, ContainerdConfig, Endpoint, Registries, Superviso
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::node_status::LiveNodeStatus;
 use crate::pods::containerd::{ContainerdRuntime, RuntimeConfig};
 use crate::pods::events::Recorder;
 use crate::pods::manager::{PodManager, PodSource};
@@ -70,6 +71,8 @@ pub enum RuntimeStartError {
 pub struct NodeRuntime {
     pub runtime: Arc<ContainerdRuntime>,
     pub streams: PodStreams,
+    /// The Node's pressure conditions and images, set by the runtime's loops.
+    pub live: Arc<LiveNodeStatus>,
     endpoint: Endpoint,
     stop: watch::Sender<bool>,
     manager: tokio::task::JoinHandle<()>,
@@ -187,6 +190,7 @@ impl NodeRuntime {
         Ok(NodeRuntime {
             runtime,
             streams,
+            live: Arc::new(LiveNodeStatus::default()),
             endpoint,
             stop,
             manager,

@@ -101,20 +101,30 @@ fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
     v.pointer(path).and_then(Value::as_str)
 }
 
-/// `metav1.MicroTime` as upstream marshals it: RFC 3339, UTC, microseconds.
-/// The taint an agent without a container runtime registers with; the agent owns
-/// it, so it follows what the agent reports (the rest of the spec is never touched
-/// after registration).
+/// The taint an agent without a container runtime registers with.
 pub const NO_RUNTIME_TAINT: &str = "node.kedge.io/no-runtime";
 
-fn sync_agent_taint(reported: &Value, updated: &mut Value) {
+/// The taints the agent owns: they follow what it reports (the rest of the spec is
+/// never touched after registration). Upstream, the node lifecycle controller derives
+/// the pressure taints from the conditions; here the agent reports both together.
+pub const AGENT_TAINTS: [&str; 4] = [
+    NO_RUNTIME_TAINT,
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/pid-pressure",
+];
+
+fn sync_agent_taints(reported: &Value, updated: &mut Value) {
+    for key in AGENT_TAINTS {
+        sync_agent_taint(key, reported, updated);
+    }
+}
+
+fn sync_agent_taint(key: &str, reported: &Value, updated: &mut Value) {
     let has = |v: &Value| {
         v.pointer("/spec/taints")
             .and_then(Value::as_array)
-            .is_some_and(|t| {
-                t.iter()
-                    .any(|t| str_at(t, "/key") == Some(NO_RUNTIME_TAINT))
-            })
+            .is_some_and(|t| t.iter().any(|t| str_at(t, "/key") == Some(key)))
     };
     let want = has(reported);
     if want == has(updated) {
@@ -136,9 +146,9 @@ fn sync_agent_taint(reported: &Value, updated: &mut Value) {
     }
     if let Some(list) = taints.as_array_mut() {
         if want {
-            list.push(json!({"key": NO_RUNTIME_TAINT, "effect": "NoSchedule"}));
+            list.push(json!({"key": key, "effect": "NoSchedule"}));
         } else {
-            list.retain(|t| str_at(t, "/key") != Some(NO_RUNTIME_TAINT));
+            list.retain(|t| str_at(t, "/key") != Some(key));
         }
     }
 }
@@ -201,6 +211,7 @@ fn mirror_pod_refusal(pod: &Value) -> Option<String> {
     None
 }
 
+/// `metav1.MicroTime` as upstream marshals it: RFC 3339, UTC, microseconds.
 pub fn micro_time(t: std::time::SystemTime) -> String {
     match jiff::Timestamp::try_from(t) {
         Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
@@ -328,7 +339,7 @@ impl Reporter {
                     }
                 }
             }
-            sync_agent_taint(&reported, &mut updated);
+            sync_agent_taints(&reported, &mut updated);
             let current = if updated != current {
                 match self
                     .registry
