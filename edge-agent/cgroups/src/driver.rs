@@ -68,6 +68,19 @@ pub trait Driver: Debug + Send + Sync {
     fn memory_stats(&self, path: &str) -> Result<MemoryStats, CgroupError>;
     /// Memory pressure (PSI), where the kernel reports it for the cgroup (v2).
     fn memory_pressure(&self, path: &str) -> Result<Option<Psi>, CgroupError>;
+    /// The names of the cgroup's child cgroups (one path component each); none for
+    /// a cgroup that does not exist.
+    fn children(&self, path: &str) -> Result<Vec<String>, CgroupError>;
+    /// The root cgroup's memory, where the kernel accounts it there (v1: the whole
+    /// machine's usage and page cache). `None` on v2, whose root has no
+    /// memory.current: read /proc/meminfo instead.
+    fn root_memory_stats(&self) -> Result<Option<MemoryStats>, CgroupError>;
+    /// The most memory the cgroup ever held (v1 memory.max_usage_in_bytes, v2
+    /// memory.peak); `None` where the kernel does not keep it (v2 before 5.19).
+    fn memory_peak(&self, path: &str) -> Result<Option<u64>, CgroupError>;
+    /// Moves a process back into the cgroups a `/proc/<pid>/cgroup` text names (the
+    /// ones it was in before kedge moved it), controller by controller on v1.
+    fn return_process(&self, pid: u32, proc_cgroup: &str) -> Result<(), CgroupError>;
 }
 
 pub(crate) fn check_name(path: &str) -> Result<(), CgroupError> {
@@ -145,6 +158,49 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
         }
         Err(e) => Err(io(e, dir)),
     }
+}
+
+/// The sub-directories of `dir`, by name; none when `dir` does not exist.
+fn subdirs(dir: &Path) -> Result<Vec<String>, CgroupError> {
+    let io = |source| CgroupError::Io {
+        action: "list",
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        if entry.file_type().map_err(io)?.is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// A number from a one-line cgroup file.
+fn read_number(path: &Path) -> Result<u64, CgroupError> {
+    let text = read(path)?;
+    text.trim().parse().map_err(|_| CgroupError::Parse {
+        path: path.to_path_buf(),
+        what: "a number",
+        text,
+    })
+}
+
+/// `/proc/<pid>/cgroup` names a cgroup relative to the hierarchy's root, with a
+/// leading `/`; "/" is the root itself.
+fn proc_path(path: &str) -> Result<String, CgroupError> {
+    let relative = path.trim_start_matches('/');
+    if !relative.is_empty() {
+        check_name(relative)?;
+    }
+    Ok(relative.to_string())
 }
 
 fn parse_procs(path: &Path, text: &str) -> Result<Vec<u32>, CgroupError> {
@@ -315,40 +371,62 @@ impl Driver for V1 {
 
     fn memory_stats(&self, path: &str) -> Result<MemoryStats, CgroupError> {
         check_name(path)?;
-        let dir = self.dir("memory", path);
-        let number = |file: &str| -> Result<u64, CgroupError> {
-            let p = dir.join(file);
-            let text = read(&p)?;
-            text.trim().parse().map_err(|_| CgroupError::Parse {
-                path: p,
-                what: "a number",
-                text,
-            })
-        };
-        let usage = number("memory.usage_in_bytes")?;
-        let limit = number("memory.limit_in_bytes")?;
-        let stat_path = dir.join("memory.stat");
-        let stat = stats::parse_flat_keyed(&read(&stat_path)?);
-        // cAdvisor's working set: usage less the inactive file cache, which the
-        // kernel can drop at once. total_ counts the subtree (use_hierarchy).
-        let inactive_file = stat
-            .get("total_inactive_file")
-            .or_else(|| stat.get("inactive_file"))
-            .copied()
-            .unwrap_or(0);
-        let oom_control = stats::parse_flat_keyed(&read(&dir.join("memory.oom_control"))?);
-        Ok(MemoryStats {
-            usage,
-            working_set: usage.saturating_sub(inactive_file),
-            limit: (limit < V1_UNLIMITED).then_some(limit),
-            oom_kills: oom_control.get("oom_kill").copied(),
-            limit_hits: Some(number("memory.failcnt")?),
-        })
+        v1_memory_stats(&self.dir("memory", path))
     }
 
     fn memory_pressure(&self, _path: &str) -> Result<Option<Psi>, CgroupError> {
         Ok(None)
     }
+
+    fn children(&self, path: &str) -> Result<Vec<String>, CgroupError> {
+        check_name(path)?;
+        subdirs(&self.dir("memory", path))
+    }
+
+    fn root_memory_stats(&self) -> Result<Option<MemoryStats>, CgroupError> {
+        v1_memory_stats(&self.root.join("memory")).map(Some)
+    }
+
+    fn memory_peak(&self, path: &str) -> Result<Option<u64>, CgroupError> {
+        check_name(path)?;
+        read_number(&self.dir("memory", path).join("memory.max_usage_in_bytes")).map(Some)
+    }
+
+    fn return_process(&self, pid: u32, proc_cgroup: &str) -> Result<(), CgroupError> {
+        for c in self.mounted() {
+            // A controller the process's file does not name: its root.
+            let path = match crate::proc_cgroup(proc_cgroup, Some(c)) {
+                Some(p) => proc_path(&p)?,
+                None => String::new(),
+            };
+            write(&self.dir(c, &path).join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// A v1 memory cgroup's stats, from its directory (the root's too).
+fn v1_memory_stats(dir: &Path) -> Result<MemoryStats, CgroupError> {
+    let number = |file: &str| read_number(&dir.join(file));
+    let usage = number("memory.usage_in_bytes")?;
+    let limit = number("memory.limit_in_bytes")?;
+    let stat_path = dir.join("memory.stat");
+    let stat = stats::parse_flat_keyed(&read(&stat_path)?);
+    // cAdvisor's working set: usage less the inactive file cache, which the
+    // kernel can drop at once. total_ counts the subtree (use_hierarchy).
+    let inactive_file = stat
+        .get("total_inactive_file")
+        .or_else(|| stat.get("inactive_file"))
+        .copied()
+        .unwrap_or(0);
+    let oom_control = stats::parse_flat_keyed(&read(&dir.join("memory.oom_control"))?);
+    Ok(MemoryStats {
+        usage,
+        working_set: usage.saturating_sub(inactive_file),
+        limit: (limit < V1_UNLIMITED).then_some(limit),
+        oom_kills: oom_control.get("oom_kill").copied(),
+        limit_hits: Some(number("memory.failcnt")?),
+    })
 }
 
 // ---- v2 ----
@@ -527,6 +605,32 @@ impl Driver for V2 {
                 source,
             }),
         }
+    }
+
+    fn children(&self, path: &str) -> Result<Vec<String>, CgroupError> {
+        check_name(path)?;
+        subdirs(&self.dir(path))
+    }
+
+    fn root_memory_stats(&self) -> Result<Option<MemoryStats>, CgroupError> {
+        Ok(None)
+    }
+
+    fn memory_peak(&self, path: &str) -> Result<Option<u64>, CgroupError> {
+        check_name(path)?;
+        let file = self.dir(path).join("memory.peak");
+        if !file.exists() {
+            return Ok(None);
+        }
+        read_number(&file).map(Some)
+    }
+
+    fn return_process(&self, pid: u32, proc_cgroup: &str) -> Result<(), CgroupError> {
+        let path = match crate::proc_cgroup(proc_cgroup, None) {
+            Some(p) => proc_path(&p)?,
+            None => String::new(),
+        };
+        write(&self.dir(&path).join("cgroup.procs"), &pid.to_string())
     }
 }
 

@@ -16,6 +16,7 @@
 //! runc, under its pod's, from the cgroupsPath in its OCI spec
 //! ([`Cgroups::container_cgroups_path`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use kedge_hardware_profiles::{Capacity, Profile};
@@ -281,6 +282,69 @@ impl Cgroups {
             });
         }
         Ok(format!("/{}/{container_id}", self.pod_path(pod)?))
+    }
+
+    /// The cgroup of the pod with this uid, in whichever QoS class it is; `None`
+    /// when it has none.
+    pub fn find_pod(&self, uid: &str) -> Result<Option<String>, CgroupError> {
+        for qos in [
+            QosClass::Guaranteed,
+            QosClass::Burstable,
+            QosClass::BestEffort,
+        ] {
+            let path = self.layout.pod(qos, uid)?;
+            if self.driver.exists(&path) {
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The uids of the pods that have a cgroup.
+    pub fn pod_uids(&self) -> Result<Vec<String>, CgroupError> {
+        let mut uids = Vec::new();
+        for qos in [
+            QosClass::Guaranteed,
+            QosClass::Burstable,
+            QosClass::BestEffort,
+        ] {
+            for child in self.driver.children(&self.layout.qos(qos))? {
+                if let Some(uid) = child.strip_prefix("pod") {
+                    uids.push(uid.to_string());
+                }
+            }
+        }
+        Ok(uids)
+    }
+
+    /// OOM kills under a pod's cgroup, by cgroup: `""` for the pod's own and each
+    /// container's by its name. v1 counts a kill only in the cgroup of the process
+    /// killed (a container's, under the pod's), so the children are read too; v2
+    /// counts the whole subtree in the pod's memory.events, so the pod's is enough.
+    pub fn oom_kills(&self, path: &str) -> Result<BTreeMap<String, u64>, CgroupError> {
+        let mut counts = BTreeMap::new();
+        let own = self.driver.memory_stats(path)?.oom_kills.unwrap_or(0);
+        counts.insert(String::new(), own);
+        if self.driver.version() != Version::V2 {
+            for child in self.driver.children(path)? {
+                // A container cgroup that runc removes meanwhile is no error.
+                if let Ok(s) = self.driver.memory_stats(&format!("{path}/{child}")) {
+                    counts.insert(child, s.oom_kills.unwrap_or(0));
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The root cgroup's memory (v1); `None` on v2 (read /proc/meminfo).
+    pub fn root_memory_stats(&self) -> Result<Option<MemoryStats>, CgroupError> {
+        self.driver.root_memory_stats()
+    }
+
+    /// Moves a process back where it was before kedge moved it: into the cgroups a
+    /// `/proc/<pid>/cgroup` text read back then names.
+    pub fn release_process(&self, pid: u32, proc_cgroup: &str) -> Result<(), CgroupError> {
+        self.driver.return_process(pid, proc_cgroup)
     }
 
     pub fn memory_stats(&self, path: &str) -> Result<MemoryStats, CgroupError> {

@@ -469,3 +469,88 @@ fn eviction_on_real_cgroup_stats_picks_the_besteffort_hog() {
         "the Guaranteed pod runs on"
     );
 }
+
+#[test]
+fn an_oom_kill_in_a_container_cgroup_counts_for_its_pod() {
+    need_busybox();
+    let t = TestHierarchy::new();
+    t.cg.ensure_hierarchy(&budgets()).unwrap();
+    let g = pod(
+        "3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d",
+        Some(64 * MI),
+        Some(100),
+    );
+    let path = t.cg.update_pod(&g).unwrap();
+    // A container's cgroup under the pod's, with the container's own limit, as runc
+    // makes it from the OCI spec.
+    let container = format!("{path}/c0ffee");
+    t.cg.driver().create(&container).unwrap();
+    t.cg.driver()
+        .apply(
+            &container,
+            &kedge_cgroups::Resources {
+                memory_max: Some(kedge_cgroups::driver::Limit::Value(16 * MI)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(t.cg.driver().children(&path).unwrap(), ["c0ffee"]);
+    let mut child = Command::new(BUSYBOX)
+        .args([
+            "sh",
+            "-c",
+            "read go; exec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start busybox");
+    t.cg.driver().add_process(&container, child.id()).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    // v1 counts the kill in the container's cgroup only, not in the pod's.
+    let counts = t.cg.oom_kills(&path).unwrap();
+    assert_eq!(counts[""], 0, "{counts:?}");
+    assert_eq!(counts["c0ffee"], 1, "{counts:?}");
+    assert!(
+        t.cg.driver().memory_peak(&container).unwrap().unwrap() > 8 * MI,
+        "max_usage_in_bytes records the peak"
+    );
+    t.cg.remove_pod(&g.uid).unwrap();
+}
+
+#[test]
+fn the_root_memory_and_a_process_returned_where_it_was() {
+    let mut t = TestHierarchy::new();
+    t.cg.ensure_hierarchy(&budgets()).unwrap();
+    let root =
+        t.cg.root_memory_stats()
+            .unwrap()
+            .expect("v1 accounts the root");
+    assert!(root.usage > 0 && root.working_set <= root.usage, "{root:?}");
+    assert_eq!(root.limit, None);
+
+    let pid = t.spawn(Command::new("sleep").arg("60"));
+    let before = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    t.cg.move_agent(pid).unwrap();
+    let moved = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_ne!(moved, before);
+    t.cg.release_process(pid, &before).unwrap();
+    let back = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for controller in ["memory", "cpu", "cpuacct", "pids"] {
+        assert_eq!(
+            kedge_cgroups::proc_cgroup(&back, Some(controller)),
+            kedge_cgroups::proc_cgroup(&before, Some(controller)),
+            "{controller}: {back}"
+        );
+    }
+    assert!(
+        t.cg.driver()
+            .processes(&t.cg.layout().agent())
+            .unwrap()
+            .is_empty()
+    );
+    assert!(t.cg.pod_uids().unwrap().is_empty());
+}

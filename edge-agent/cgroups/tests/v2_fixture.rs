@@ -239,3 +239,51 @@ fn a_v2_root_without_the_memory_controller_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn pods_children_oom_kills_and_peaks_on_v2() {
+    let root = v2_root();
+    let cg = Cgroups::open(root.path(), Layout::new("").unwrap()).unwrap();
+    cg.ensure_hierarchy(&zero_budgets()).unwrap();
+    let r = root.path();
+    let g = guaranteed_pod();
+    let path = cg.update_pod(&g).unwrap();
+    assert_eq!(cg.find_pod(&g.uid).unwrap().as_deref(), Some(path.as_str()));
+    assert_eq!(cg.find_pod("nobody").unwrap(), None);
+    assert_eq!(cg.pod_uids().unwrap(), vec![g.uid.clone()]);
+    std::fs::create_dir_all(r.join(&path).join("c1")).unwrap();
+    assert_eq!(cg.driver().children(&path).unwrap(), ["c1"]);
+    assert!(cg.driver().children("kubepods/nothing").unwrap().is_empty());
+
+    // v2 counts OOM kills for the whole subtree in the pod's memory.events: the
+    // containers' are not added on top.
+    for (file, text) in [
+        ("memory.current", "1048576\n"),
+        ("memory.stat", "inactive_file 0\n"),
+        ("memory.events", "max 1\noom 1\noom_kill 1\n"),
+    ] {
+        std::fs::write(r.join(&path).join(file), text).unwrap();
+    }
+    let counts = cg.oom_kills(&path).unwrap();
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), [(String::new(), 1)]);
+
+    // memory.peak where the kernel keeps it (5.19 and later).
+    assert_eq!(cg.driver().memory_peak(&path).unwrap(), None);
+    std::fs::write(r.join(&path).join("memory.peak"), "67108864\n").unwrap();
+    assert_eq!(cg.driver().memory_peak(&path).unwrap(), Some(64 * MI));
+
+    // No root memory.current on v2: the node's memory comes from /proc/meminfo.
+    assert_eq!(cg.root_memory_stats().unwrap(), None);
+
+    // A process goes back to the cgroup /proc/<pid>/cgroup named.
+    std::fs::create_dir_all(r.join("system.slice/kedge-agent.service")).unwrap();
+    cg.release_process(77, "0::/system.slice/kedge-agent.service\n")
+        .unwrap();
+    assert_eq!(
+        read(&r.join("system.slice/kedge-agent.service/cgroup.procs")),
+        "77"
+    );
+    cg.release_process(78, "0::/\n").unwrap();
+    assert_eq!(read(&r.join("cgroup.procs")), "78");
+    assert!(cg.release_process(79, "0::/../etc\n").is_err());
+}
