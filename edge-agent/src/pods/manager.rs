@@ -11,6 +11,10 @@
 //! Mirror pods (the API's copies of static pods, annotated
 //! `kubernetes.io/config.mirror`) come back through the sync like any pod bound here;
 //! they are never run, only used to report the static pod's status.
+//!
+//! Evictions come from the eviction manager ([`EvictionSender`]) and go to the pod's
+//! worker, which stops the pod for good; the manager remembers them while the pod
+//! is wanted, so a worker started again for it keeps it stopped.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
 
 use super::runtime::PodRef;
-use super::worker::{PodContext, Worker, WorkerEnd, WorkerMsg};
+use super::worker::{PodContext, PodEviction, Worker, WorkerEnd, WorkerMsg};
 use crate::store::Store;
 
 /// How often the manager reconciles even when the store did not change.
@@ -55,6 +59,22 @@ pub struct PodManager {
     workers: HashMap<String, Handle>,
     /// Pods terminated while the API still lists them (until the server deletes them).
     terminated: HashSet<String>,
+    /// Pods evicted, by uid, while they are wanted.
+    evicted: HashMap<String, PodEviction>,
+    /// Where the evictions arrive, once [`PodManager::eviction_sender`] made it.
+    evictions: Option<mpsc::Receiver<(String, PodEviction)>>,
+}
+
+/// Hands evictions to the pod manager.
+#[derive(Debug, Clone)]
+pub struct EvictionSender(mpsc::Sender<(String, PodEviction)>);
+
+impl EvictionSender {
+    /// Asks for the pod with this uid to be evicted; false when the manager is gone
+    /// or has too many evictions queued.
+    pub fn evict(&self, uid: &str, eviction: PodEviction) -> bool {
+        self.0.try_send((uid.to_string(), eviction)).is_ok()
+    }
 }
 
 /// Whether a pod is a mirror pod.
@@ -77,7 +97,27 @@ impl PodManager {
             sources,
             workers: HashMap::new(),
             terminated: HashSet::new(),
+            evicted: HashMap::new(),
+            evictions: None,
         }
+    }
+
+    /// The channel evictions reach this manager through, while it runs.
+    pub fn eviction_sender(&mut self) -> EvictionSender {
+        let (tx, rx) = mpsc::channel(16);
+        self.evictions = Some(rx);
+        EvictionSender(tx)
+    }
+
+    /// Evicts a pod: its worker stops it for good. A pod without a worker (not
+    /// wanted, or already terminated) has nothing to stop.
+    pub fn evict(&mut self, uid: &str, eviction: PodEviction) {
+        let Some(handle) = self.workers.get(uid) else {
+            debug!(uid, "no worker for the pod to evict");
+            return;
+        };
+        let _ = handle.inbox.try_send(WorkerMsg::Evict(eviction.clone()));
+        self.evicted.insert(uid.to_string(), eviction);
     }
 
     /// The pods the node should run now: the store's (minus mirror pods) and the
@@ -110,12 +150,14 @@ impl PodManager {
     /// running: the next agent adopts them.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let mut changes = self.store.subscribe();
+        let mut evictions = self.evictions.take();
         tokio::pin!(shutdown);
         info!("pod manager started");
         loop {
             self.reconcile().await;
             tokio::select! {
                 _ = &mut shutdown => break,
+                Some((uid, eviction)) = next_eviction(&mut evictions) => self.evict(&uid, eviction),
                 r = changes.changed() => if r.is_err() {
                     // The store is gone; keep reconciling on the timer.
                     changes = tokio::sync::watch::channel(0).1;
@@ -151,6 +193,9 @@ impl PodManager {
         let mut worker = Worker::new(self.ctx.clone(), Arc::new(pod));
         if removed {
             worker = worker.removed();
+        }
+        if let Some(eviction) = self.evicted.get(&id) {
+            let _ = tx.try_send(WorkerMsg::Evict(eviction.clone()));
         }
         let exits = self.ctx.runtime.exits();
         let task = tokio::spawn(worker.run(rx, exits).instrument(span));
@@ -194,6 +239,7 @@ impl PodManager {
         self.ctx.statuses.static_pods(&statics);
         let wanted: HashSet<String> = desired.iter().map(uid).collect();
         self.terminated.retain(|u| wanted.contains(u));
+        self.evicted.retain(|u, _| wanted.contains(u));
         for pod in desired {
             let id = uid(&pod);
             if self.terminated.contains(&id) {
@@ -249,6 +295,16 @@ impl PodManager {
     /// The uids of the pods with a worker, for tests and diagnostics.
     pub fn running(&self) -> Vec<String> {
         self.workers.keys().cloned().collect()
+    }
+}
+
+/// The next eviction, or never when nobody can send one.
+async fn next_eviction(
+    evictions: &mut Option<mpsc::Receiver<(String, PodEviction)>>,
+) -> Option<(String, PodEviction)> {
+    match evictions {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -409,6 +409,33 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
     }
 }
 
+/// Makes a status the status of an evicted pod, as the kubelet's eviction manager
+/// writes it: phase `Failed`, the reason (`Evicted`) and message, and the
+/// `DisruptionTarget` condition (reason `TerminationByKubelet`), which keeps its
+/// transition time from `old`.
+pub fn evicted(
+    status: &mut PodStatus,
+    old: &[PodCondition],
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    status.phase = Some("Failed".to_string());
+    status.reason = Some(reason.to_string());
+    status.message = Some(message.to_string());
+    let target = condition(
+        old,
+        "DisruptionTarget",
+        true,
+        Some("TerminationByKubelet"),
+        Some(message.to_string()),
+        now,
+    );
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    conditions.retain(|c| c.type_ != "DisruptionTarget");
+    conditions.push(target);
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::runtime::{SandboxStatus, container_hash};
@@ -648,5 +675,56 @@ mod tests {
         p.status.as_mut().unwrap().phase = Some("Failed".into());
         let s = Case::new(vec![cs("app", 0, ContainerState::Running, 0)]).status(&p);
         assert_eq!(s.phase.as_deref(), Some("Failed"));
+    }
+
+    #[test]
+    fn an_evicted_pod_is_failed_with_its_reason_and_a_disruption_target() {
+        let p = pod("Always", &[], &["app"], false);
+        let mut s = Case::new(vec![cs("app", 0, ContainerState::Exited, 137)]).status(&p);
+        let t0 = Timestamp::from_second(1_700_000_100).unwrap();
+        evicted(
+            &mut s,
+            &[],
+            "Evicted",
+            "The node was low on resource: memory. ",
+            t0,
+        );
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        assert_eq!(s.reason.as_deref(), Some("Evicted"));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("The node was low on resource: memory. ")
+        );
+        let target = |s: &PodStatus| {
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "DisruptionTarget")
+                .cloned()
+                .unwrap()
+        };
+        let c = target(&s);
+        assert_eq!(c.status, "True");
+        assert_eq!(c.reason.as_deref(), Some("TerminationByKubelet"));
+        // Again later: one condition, its transition time kept.
+        let old = s.conditions.clone().unwrap();
+        let t1 = Timestamp::from_second(1_700_000_200).unwrap();
+        evicted(
+            &mut s,
+            &old,
+            "Evicted",
+            "The node was low on resource: memory. ",
+            t1,
+        );
+        let n = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|c| c.type_ == "DisruptionTarget")
+            .count();
+        assert_eq!(n, 1);
+        assert_eq!(target(&s).last_transition_time, Some(Time(t0)));
     }
 }

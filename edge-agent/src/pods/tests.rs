@@ -353,3 +353,84 @@ async fn a_missing_image_waits_with_its_reason() {
     assert_eq!(waiting.reason.as_deref(), Some("ErrImageNeverPull"));
     assert_eq!(status.phase.as_deref(), Some("Pending"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_pod_is_stopped_reported_failed_and_not_started_again() {
+    use super::worker::PodEviction;
+    let mut h = Harness::new();
+    h.put(pod("hog", "Always", json!({})));
+    // The fake names containers by name and attempt: the other pod's is "web".
+    h.put(pod("web", "Always", json!({"name": "web"})));
+    let mut m = h.manager();
+    run_for(&mut m, Duration::from_secs(1)).await;
+    let message = "The node was low on resource: memory. Threshold quantity: 40Mi, available: 12Mi. Container app was using 120Mi, request is 0, has larger consumption of memory. ";
+    m.evict(
+        "uid-hog",
+        PodEviction {
+            message: message.into(),
+            grace_period: Duration::ZERO,
+        },
+    );
+    run_for(&mut m, Duration::from_secs(2)).await;
+    let calls = h.runtime.calls();
+    assert!(calls.contains(&"stop app-0".to_string()), "{calls:?}");
+    assert!(
+        calls.contains(&"stop_sandbox sb-uid-hog-0".to_string()),
+        "{calls:?}"
+    );
+    let status = h.statuses.last("hog").unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.reason.as_deref(), Some("Evicted"));
+    assert_eq!(status.message.as_deref(), Some(message));
+    let conditions = status.conditions.unwrap();
+    let target = conditions
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .unwrap();
+    assert_eq!(target.reason.as_deref(), Some("TerminationByKubelet"));
+    let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    let evicted: Vec<serde_json::Value> = h
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "Evicted")
+        .cloned()
+        .collect();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0]["type"], "Warning");
+    assert_eq!(evicted[0]["message"], message);
+    // Never started again (restartPolicy Always notwithstanding); the other pod runs on.
+    run_for(&mut m, Duration::from_secs(30)).await;
+    assert_eq!(h.runtime.count("start app"), 1, "{:?}", h.runtime.calls());
+    assert_eq!(h.runtime.count("run_sandbox"), 2);
+    assert_eq!(
+        h.statuses.last("web").unwrap().phase.as_deref(),
+        Some("Running")
+    );
+
+    // An agent restarted after the server took the status: the store says Evicted,
+    // so the new manager does not start the pod either.
+    let mut failed = pod("hog", "Always", json!({}));
+    failed["status"] = serde_json::to_value(h.statuses.last("hog").unwrap()).unwrap();
+    h.put(failed);
+    drop(m);
+    let mut m = h.manager();
+    run_for(&mut m, Duration::from_secs(15)).await;
+    assert_eq!(h.runtime.count("start app"), 1, "{:?}", h.runtime.calls());
+    assert_eq!(h.runtime.count("run_sandbox"), 2);
+
+    // Deleted: terminated and let go, still reported Evicted.
+    let mut deleting = pod("hog", "Always", json!({}));
+    deleting["status"] = serde_json::to_value(h.statuses.last("hog").unwrap()).unwrap();
+    deleting["metadata"]["deletionTimestamp"] = json!("2023-11-14T22:13:20Z");
+    h.put(deleting);
+    run_for(&mut m, Duration::from_secs(2)).await;
+    assert_eq!(*h.statuses.terminated.lock().unwrap(), ["hog"]);
+    assert_eq!(
+        h.statuses.last("hog").unwrap().reason.as_deref(),
+        Some("Evicted")
+    );
+}

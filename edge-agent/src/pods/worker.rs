@@ -11,6 +11,11 @@
 //! store), the worker runs the preStop hooks, stops the containers within the grace
 //! period, stops the sandbox, reports the final status, tells the server the pod may
 //! go, removes what is left, and ends.
+//!
+//! Eviction is a state too: an evicted pod (the eviction manager's
+//! [`WorkerMsg::Evict`], or a status the store holds that says `Evicted`) has its
+//! containers stopped within the eviction's grace period and is reported `Failed`
+//! with reason `Evicted`; nothing of it starts again. It stays until it is deleted.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -64,6 +69,35 @@ pub enum WorkerMsg {
     Removed,
     /// Something may have changed (a container exited): sync now.
     Wake,
+    /// The node is short of a resource: stop the pod for good.
+    Evict(PodEviction),
+}
+
+/// The status reason of an evicted pod.
+pub const EVICTED_REASON: &str = "Evicted";
+
+/// An eviction, as the eviction manager decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEviction {
+    /// status.message and the `Evicted` event's message, worded as the kubelet's
+    /// ("The node was low on resource: memory. ...").
+    pub message: String,
+    /// How long the containers may take to stop: zero for a hard threshold.
+    pub grace_period: Duration,
+}
+
+impl PodEviction {
+    /// The eviction a pod's status records, if it was evicted (an agent restarted
+    /// after evicting it finds it so in the store).
+    pub fn recorded(pod: &Pod) -> Option<PodEviction> {
+        let status = pod.status.as_ref()?;
+        (status.phase.as_deref() == Some("Failed")
+            && status.reason.as_deref() == Some(EVICTED_REASON))
+        .then(|| PodEviction {
+            message: status.message.clone().unwrap_or_default(),
+            grace_period: Duration::ZERO,
+        })
+    }
 }
 
 /// The pod's name as the kubelet's messages write it: `name_namespace(uid)`.
@@ -155,6 +189,8 @@ pub struct Worker {
     last_status: Option<PodStatus>,
     /// The earliest moment a back-off ends, to sync again then.
     backoff_ends: Option<Instant>,
+    /// Set once the pod is evicted: it is stopped and never started again.
+    evicted: Option<PodEviction>,
 }
 
 fn secs(n: i64) -> Duration {
@@ -164,6 +200,7 @@ fn secs(n: i64) -> Duration {
 impl Worker {
     pub fn new(ctx: PodContext, pod: Arc<Pod>) -> Worker {
         let prober = Prober::new(ctx.runtime.clone());
+        let evicted = PodEviction::recorded(&pod);
         Worker {
             ctx,
             pod,
@@ -175,6 +212,7 @@ impl Worker {
             seen_running: HashMap::new(),
             last_status: None,
             backoff_ends: None,
+            evicted,
         }
     }
 
@@ -196,7 +234,12 @@ impl Worker {
                 self.terminate().await;
                 return WorkerEnd::Terminated;
             }
-            if let Err(e) = self.sync().await {
+            let synced = if self.evicted.is_some() {
+                self.sync_evicted().await
+            } else {
+                self.sync().await
+            };
+            if let Err(e) = synced {
                 warn!(pod = %pod_ref(&self.pod), error = %e, "cannot sync the pod; trying again");
             }
             let now = Instant::now();
@@ -216,6 +259,7 @@ impl Worker {
                             Some(WorkerMsg::Update(pod)) => self.pod = pod,
                             Some(WorkerMsg::Removed) => self.removed = true,
                             Some(WorkerMsg::Wake) => {}
+                            Some(WorkerMsg::Evict(e)) => self.evict(e),
                         }
                         // Take every queued message before syncing.
                         while let Ok(msg) = inbox.try_recv() {
@@ -223,6 +267,7 @@ impl Worker {
                                 WorkerMsg::Update(pod) => self.pod = pod,
                                 WorkerMsg::Removed => self.removed = true,
                                 WorkerMsg::Wake => {}
+                                WorkerMsg::Evict(e) => self.evict(e),
                             }
                         }
                         break;
@@ -252,6 +297,51 @@ impl Worker {
 
     fn now(&self) -> Timestamp {
         (self.ctx.clock)()
+    }
+
+    /// Marks the pod evicted and says so in a Warning event, as the kubelet does;
+    /// an eviction of a pod already evicted changes nothing.
+    fn evict(&mut self, eviction: PodEviction) {
+        if self.evicted.is_some() {
+            return;
+        }
+        info!(pod = %pod_ref(&self.pod), message = %eviction.message, "evicting the pod");
+        self.ctx.events.pod(
+            &self.pod,
+            None,
+            EventType::Warning,
+            EVICTED_REASON,
+            &eviction.message,
+            self.now(),
+        );
+        self.evicted = Some(eviction);
+    }
+
+    /// An evicted pod's sync: stop whatever of it still runs (the first time within
+    /// the eviction's grace period) and report it; nothing starts.
+    async fn sync_evicted(&mut self) -> Result<(), RuntimeError> {
+        let pod = self.pod.clone();
+        let observed = self.observe().await?;
+        let running = observed.sandboxes.iter().any(|s| s.ready)
+            || observed.containers.iter().any(|c| {
+                matches!(
+                    c.state,
+                    ContainerState::Running | ContainerState::Created | ContainerState::Unknown
+                )
+            });
+        if running {
+            let grace = self
+                .evicted
+                .as_ref()
+                .map(|e| e.grace_period)
+                .unwrap_or_default();
+            self.kill_all(&pod, &observed, grace, "").await;
+        }
+        let observed = self.observe().await?;
+        self.waiting.clear();
+        self.track_probes(&observed);
+        self.report(&observed);
+        Ok(())
     }
 
     async fn observe(&self) -> Result<PodObserved, RuntimeError> {
@@ -653,7 +743,11 @@ impl Worker {
         if let Some(last) = &self.last_status {
             base.status = Some(last.clone());
         }
-        status::pod_status(&StatusInput {
+        if self.evicted.is_some() {
+            // Failed from now on, whatever the containers' restart policy.
+            base.status.get_or_insert_with(Default::default).phase = Some("Failed".into());
+        }
+        let mut computed = status::pod_status(&StatusInput {
             pod: &base,
             observed,
             ready: &ready,
@@ -662,7 +756,16 @@ impl Worker {
             host_ip: self.ctx.host_ip,
             qos_class: qos_class(&self.pod),
             now: self.now(),
-        })
+        });
+        if let Some(e) = &self.evicted {
+            let old = base
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
+            status::evicted(&mut computed, &old, EVICTED_REASON, &e.message, self.now());
+        }
+        computed
     }
 
     fn report(&mut self, observed: &PodObserved) {
