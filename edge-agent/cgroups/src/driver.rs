@@ -81,6 +81,10 @@ pub trait Driver: Debug + Send + Sync {
     /// Moves a process back into the cgroups a `/proc/<pid>/cgroup` text names (the
     /// ones it was in before kedge moved it), controller by controller on v1.
     fn return_process(&self, pid: u32, proc_cgroup: &str) -> Result<(), CgroupError>;
+    /// The `cgroup.procs` files a process writes its pid into to join the cgroup
+    /// (one per mounted controller on v1), for a launcher that joins it before it
+    /// execs the real program.
+    fn procs_files(&self, path: &str) -> Result<Vec<PathBuf>, CgroupError>;
 }
 
 pub(crate) fn check_name(path: &str) -> Result<(), CgroupError> {
@@ -392,6 +396,14 @@ impl Driver for V1 {
         read_number(&self.dir("memory", path).join("memory.max_usage_in_bytes")).map(Some)
     }
 
+    fn procs_files(&self, path: &str) -> Result<Vec<PathBuf>, CgroupError> {
+        check_name(path)?;
+        Ok(self
+            .mounted()
+            .map(|c| self.dir(c, path).join("cgroup.procs"))
+            .collect())
+    }
+
     fn return_process(&self, pid: u32, proc_cgroup: &str) -> Result<(), CgroupError> {
         for c in self.mounted() {
             // A controller the process's file does not name: its root.
@@ -623,6 +635,11 @@ impl Driver for V2 {
             return Ok(None);
         }
         read_number(&file).map(Some)
+    }
+
+    fn procs_files(&self, path: &str) -> Result<Vec<PathBuf>, CgroupError> {
+        check_name(path)?;
+        Ok(vec![self.dir(path).join("cgroup.procs")])
     }
 
     fn return_process(&self, pid: u32, proc_cgroup: &str) -> Result<(), CgroupError> {

@@ -553,4 +553,10 @@ fn the_root_memory_and_a_process_returned_where_it_was() {
             .is_empty()
     );
     assert!(t.cg.pod_uids().unwrap().is_empty());
+    let files =
+        t.cg.driver()
+            .procs_files(&t.cg.layout().containerd())
+            .unwrap();
+    assert_eq!(files.len(), 4, "memory, cpu, cpuacct, pids: {files:?}");
+    assert!(files.iter().all(|f| f.is_file()), "{files:?}");
 }

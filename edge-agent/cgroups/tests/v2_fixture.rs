@@ -286,4 +286,8 @@ fn pods_children_oom_kills_and_peaks_on_v2() {
     cg.release_process(78, "0::/\n").unwrap();
     assert_eq!(read(&r.join("cgroup.procs")), "78");
     assert!(cg.release_process(79, "0::/../etc\n").is_err());
+    assert_eq!(
+        cg.driver().procs_files(&cg.layout().containerd()).unwrap(),
+        [r.join("kedge/system/containerd/cgroup.procs")]
+    );
 }
