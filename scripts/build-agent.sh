@@ -146,10 +146,14 @@ for a in "${arches[@]}"; do
   mkdir -p "$dest"
 
   say "$debarch: cargo build -p kedge-agent --target $triple --profile release-agent -Zbuild-std"
+  # cold: nothing built for this target before (the standard library and every
+  # dependency compile); warm: the target dir held an earlier build.
+  build_kind=warm
+  [ -d "$target_dir/$triple/release-agent" ] || build_kind=cold
   start=$(date +%s)
   cargo_build "$triple" kedge-agent kedge-agent
   secs=$(( $(date +%s) - start ))
-  say "$debarch: kedge-agent built in ${secs}s"
+  say "$debarch: kedge-agent built in ${secs}s ($build_kind)"
   bin=$target_dir/$triple/release-agent/kedge-agent
   # Keep the symbols for the report, ship the stripped copy (what `strip = true` in the
   # profile gives; the build keeps them so the report can name the crates).
@@ -173,7 +177,7 @@ for a in "${arches[@]}"; do
 
   python3 "$root/scripts/agent-size.py" report \
     --arch "$debarch" --triple "$triple" --tool-prefix "${gnu}-" \
-    --build-seconds "$secs" --dir "$dest"
+    --build-seconds "$secs" --build-kind "$build_kind" --dir "$dest"
   built+=("$debarch")
 done
 

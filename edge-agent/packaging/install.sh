@@ -191,6 +191,28 @@ install_file 0644 "$dropin_tmp" /etc/systemd/system/kedge-agent.service.d/profil
 rm -f "$dropin_tmp"
 say "wrote /etc/systemd/system/kedge-agent.service.d/profile.conf ($(grep '^MemoryMax=' /etc/systemd/system/kedge-agent.service.d/profile.conf))"
 
+# --- what the device must offer -------------------------------------------------------
+# The profile's MemoryMax, and every pod's memory limit, need the kernel's memory cgroup.
+# Raspberry Pi kernels leave it off unless the command line turns it on.
+memory_cgroup_on() {
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    grep -qw memory /sys/fs/cgroup/cgroup.controllers
+  elif [ -r /proc/cgroups ]; then
+    awk '$1 == "memory" { found = 1; exit ($4 == 1) ? 0 : 1 } END { if (!found) exit 1 }' /proc/cgroups
+  else
+    return 1
+  fi
+}
+if ! memory_cgroup_on; then
+  say "warning: the kernel's memory cgroup is off: MemoryMax cannot hold the agent and pods get no memory limits; on a Raspberry Pi add 'cgroup_memory=1 cgroup_enable=memory' to the line in /boot/firmware/cmdline.txt (/boot/cmdline.txt before Bookworm) and reboot"
+fi
+# The agent runs a containerd of its own (state in /run/kedge/containerd, images under
+# the data dir); the distribution's containerd.service, pulled in with the binary, is
+# not used by it and only takes memory.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet containerd.service 2>/dev/null; then
+  say "note: containerd.service is enabled, but kedge-agent starts its own containerd; unless something else uses it, 'systemctl disable --now containerd' frees its memory"
+fi
+
 # --- systemd -------------------------------------------------------------------------
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   systemctl daemon-reload

@@ -614,6 +614,12 @@ fn deb_installs_and_install_sh_configures_it(arch: &str, node: &str) {
         "install.sh printed the token:\n{said}"
     );
     assert!(said.contains("enabled for the next boot"), "{said}");
+    // The tree's containerd package enabled its own service; the agent runs its own
+    // containerd, and install.sh says the other one only takes memory.
+    assert!(
+        said.contains("containerd.service is enabled, but kedge-agent starts its own"),
+        "{said}"
+    );
     let config_path = chroot.path("/etc/kedge/agent.yaml");
     assert_eq!(mode(&config_path), 0o600);
     let config = std::fs::read_to_string(&config_path).unwrap();
