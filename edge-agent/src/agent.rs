@@ -286,6 +286,7 @@ async fn session(
                 tokio::select! {
                     _ = lease.tick(), if own_lease => reports.lease(lease_duration(options.lease_interval)),
                     _ = status.tick() => reports.node(node_object(node, &options.labels, address, facts)),
+                    _ = facts.live.changed() => reports.node(node_object(node, &options.labels, address, facts)),
                 }
             }
         }

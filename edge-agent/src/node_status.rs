@@ -89,6 +89,9 @@ struct State {
 #[derive(Debug, Default)]
 pub struct LiveNodeStatus {
     state: Mutex<State>,
+    /// Signalled on every change, so that the agent reports the Node at once (as the
+    /// kubelet does) rather than at its next periodic status report.
+    changed: tokio::sync::Notify,
 }
 
 impl LiveNodeStatus {
@@ -105,7 +108,16 @@ impl LiveNodeStatus {
         }
         let changed = slot.0 != on;
         *slot = (on, Some(now.to_string()));
+        drop(s);
+        if changed {
+            self.changed.notify_one();
+        }
         changed
+    }
+
+    /// Resolves after the next change (or at once if one happened since the last call).
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// Whether a pressure is on.
@@ -121,7 +133,12 @@ impl LiveNodeStatus {
                 .then_with(|| a.names.cmp(&b.names))
         });
         images.truncate(MAX_IMAGES);
-        self.lock().images = images;
+        let mut s = self.lock();
+        if s.images != images {
+            s.images = images;
+            drop(s);
+            self.changed.notify_one();
+        }
     }
 
     /// The pressure conditions, for `status.conditions`; `now` is the heartbeat time

@@ -107,11 +107,34 @@ pub fn bytes_to_free(usage: FsUsage, high: u8, low: u8) -> Option<u64> {
     Some((used - target_used).max(0.0) as u64)
 }
 
-/// Orders GC candidates: not in use, least recently used first (never-used ones by age).
-pub fn gc_candidates<'a>(images: &'a [Image], in_use: &HashSet<String>) -> Vec<&'a Image> {
+/// The label that pins an image: image GC never removes it (containerd's CRI label,
+/// which K3s sets on airgap images).
+pub const PINNED_LABEL: &str = "io.cri-containerd.pinned";
+
+/// How long an image is kept at least after it arrived or was last used (the kubelet's
+/// ImageMinimumGCAge default), so that an image pulled for a pod about to start is not
+/// collected before the pod's container exists.
+pub const MINIMUM_GC_AGE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Orders GC candidates: not in use, not pinned, older than `min_age` at `now`; least
+/// recently used first (never-used ones by age).
+pub fn gc_candidates<'a>(
+    images: &'a [Image],
+    in_use: &HashSet<String>,
+    now: jiff::Timestamp,
+    min_age: std::time::Duration,
+) -> Vec<&'a Image> {
+    let young = |i: &Image| {
+        i.last_used
+            .or(i.created_at)
+            .and_then(|t| now.duration_since(t).try_into().ok())
+            .is_none_or(|age: std::time::Duration| age < min_age)
+    };
     let mut c: Vec<&Image> = images
         .iter()
         .filter(|i| !in_use.contains(&i.reference.name))
+        .filter(|i| i.labels.get(PINNED_LABEL).map(String::as_str) != Some("pinned"))
+        .filter(|i| !young(i))
         .collect();
     c.sort_by_key(|i| (i.last_used.or(i.created_at), i.reference.name.clone()));
     c
@@ -289,6 +312,26 @@ impl Client {
         }
     }
 
+    /// Pins an image ([`PINNED_LABEL`]): image GC leaves it alone.
+    pub async fn pin_image(&self, name: &str) -> Result<()> {
+        let update = UpdateImageRequest {
+            image: Some(PbImage {
+                name: name.to_string(),
+                labels: HashMap::from([(PINNED_LABEL.to_string(), "pinned".to_string())]),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![format!("labels.{PINNED_LABEL}")],
+            }),
+            source_date_epoch: None,
+        };
+        self.images_api()
+            .update(self.req(update))
+            .await
+            .map_err(|e| Error::containerd("pin image", name, e))?;
+        Ok(())
+    }
+
     /// Records that a container uses an image now (for LRU image GC).
     pub(crate) async fn mark_image_used(&self, name: &str) {
         let now = jiff::Timestamp::now();
@@ -342,7 +385,7 @@ impl Client {
             .map(|n| normalize(n).unwrap_or_else(|_| n.clone()))
             .collect();
         let images = self.images().await?;
-        for image in gc_candidates(&images, &in_use) {
+        for image in gc_candidates(&images, &in_use, jiff::Timestamp::now(), MINIMUM_GC_AGE) {
             if to_free == 0 {
                 break;
             }
@@ -409,10 +452,31 @@ mod tests {
             img("d", 1, None),
         ];
         let in_use = HashSet::from(["d".to_string()]);
-        let order: Vec<_> = gc_candidates(&images, &in_use)
+        let now = jiff::Timestamp::from_second(1000).unwrap();
+        let order: Vec<_> = gc_candidates(&images, &in_use, now, MINIMUM_GC_AGE)
             .iter()
             .map(|i| i.reference.name.as_str())
             .collect();
         assert_eq!(order, ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn pinned_and_young_images_are_not_candidates() {
+        let mut pinned = img("airgap", 1, None);
+        pinned
+            .labels
+            .insert(PINNED_LABEL.to_string(), "pinned".to_string());
+        let images = vec![
+            pinned,
+            img("fresh", 950, None),
+            img("used-lately", 1, Some(990)),
+            img("old", 1, Some(500)),
+        ];
+        let now = jiff::Timestamp::from_second(1000).unwrap();
+        let order: Vec<_> = gc_candidates(&images, &HashSet::new(), now, MINIMUM_GC_AGE)
+            .iter()
+            .map(|i| i.reference.name.as_str())
+            .collect();
+        assert_eq!(order, ["old"]);
     }
 }

@@ -746,12 +746,20 @@ impl Client {
                     all &= self.image(n).await?.is_some();
                 }
                 if all {
+                    for n in &prev.images {
+                        self.pin_image(n).await?;
+                    }
                     report.skipped.push(file);
                     continue;
                 }
             }
             match self.import(&file, |_| {}).await {
                 Ok(refs) => {
+                    // Airgap images are pinned, as K3s pins them: image GC never takes
+                    // what the device cannot pull again.
+                    for r in &refs {
+                        self.pin_image(&r.name).await?;
+                    }
                     if let Some(stamp) = stamp {
                         state.insert(
                             key,

@@ -33,7 +33,8 @@ pub use client::{Client, ClientConfig, K8S_NAMESPACE, RUNC_V2, SHIM_GROUP_ANNOTA
 pub use content::{chain_ids, sha256_digest};
 pub use error::{Error, Result};
 pub use images::{
-    FsUsage, GcReport, Image, ImageConfig, ImageRef, LAST_USED_LABEL, bytes_to_free, gc_candidates,
+    FsUsage, GcReport, Image, ImageConfig, ImageRef, LAST_USED_LABEL, MINIMUM_GC_AGE, PINNED_LABEL,
+    bytes_to_free, gc_candidates,
 };
 pub use import::{IMPORT_STATE, ImportDirReport, Progress};
 pub use pull::{PullPolicy, Registries};
