@@ -159,19 +159,24 @@ impl Target {
     }
 }
 
-/// The node's Ready status, its labels, and its Lease's renewTime.
-fn node_state(cluster: &Cluster, node: &str) -> (String, serde_json::Value, String) {
+/// The node's Ready status, its labels, and its Lease's renewTime (`None` while the
+/// Lease does not exist yet: the server makes it at its first renewal after the join).
+fn node_state(cluster: &Cluster, node: &str) -> (String, serde_json::Value, Option<String>) {
     let n = json(&cluster.ok(&["get", "node", node, "-o", "json"]));
     let ready = n["status"]["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
         .map(|c| c["status"].as_str().unwrap_or("").to_string())
         .unwrap_or_default();
-    let lease = json(&cluster.ok(&["get", "lease", "-n", "kube-node-lease", node, "-o", "json"]));
-    let renew = lease["spec"]["renewTime"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let out = cluster.kubectl(&["get", "lease", "-n", "kube-node-lease", node, "-o", "json"]);
+    let renew = if out.status.success() {
+        let lease = json(&String::from_utf8_lossy(&out.stdout));
+        lease["spec"]["renewTime"].as_str().map(str::to_string)
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("NotFound"), "kubectl get lease {node}: {err}");
+        None
+    };
     (ready, n["metadata"]["labels"].clone(), renew)
 }
 
@@ -238,7 +243,9 @@ fn arm_agents_under_qemu_join_and_stay_ready_for_a_minute() {
                 minute.elapsed(),
                 agents[i].drain()
             );
-            if renewals[i].last() != Some(&renew) {
+            if let Some(renew) = renew
+                && renewals[i].last() != Some(&renew)
+            {
                 renewals[i].push(renew);
             }
         }
@@ -636,11 +643,11 @@ fn deb_installs_and_install_sh_configures_it(arch: &str, node: &str) {
         dropin.lines().any(|l| l.starts_with("MemoryMax=")),
         "{dropin}"
     );
+    let wants = chroot.path("/etc/systemd/system/multi-user.target.wants/kedge-agent.service");
     assert!(
-        chroot
-            .path("/etc/systemd/system/multi-user.target.wants/kedge-agent.service")
-            .exists(),
-        "install.sh did not enable the unit"
+        wants.symlink_metadata().is_ok(),
+        "install.sh did not enable the unit ({} is missing); it said:\n{said}",
+        wants.display()
     );
     verify_unit(&chroot, "kedge-agent.service");
 
