@@ -6,7 +6,8 @@
 # nothing a Bookworm device lacks; the .deb installs into a debootstrap tree, its unit
 # verifies, and install.sh (from the .deb and from the tarball) configures an agent
 # that joins. Not part of scripts/test.sh: the three cross builds do not fit in CI's
-# time (docs/packaging.md). About 30 minutes from cold on two cores; minutes when built.
+# time (docs/packaging.md). About 40 minutes on two shared cores (the three release-agent
+# builds, fat LTO each); the tests alone take two minutes once everything is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "accept-packages: error: run as root (sudo $0): the tests chroot and mount" >&2; exit 1; }

@@ -6,7 +6,7 @@
 //!
 //! These tests need the packages that `scripts/setup-cross.sh` installs (qemu-user-static,
 //! debootstrap), root, the Debian mirror, and the cross builds of `scripts/build-agent.sh`
-//! and `scripts/package-agent.sh`, which take about 25 minutes on two cores. They are
+//! and `scripts/package-agent.sh`, which take about 40 minutes on two cores. They are
 //! `#[ignore]`d in `cargo test --workspace` for that reason; `scripts/accept-packages.sh`
 //! builds everything and runs them. (CI builds the arm64 agent only, for the size
 //! budget.) A test that finds something missing fails and names what to run.
