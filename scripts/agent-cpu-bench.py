@@ -57,7 +57,7 @@ def main():
     base = tempfile.mkdtemp(prefix="kedge-cpu-bench.")
     srv = subprocess.Popen(
         [a.kedge, "server", "--data-dir", f"{base}/srv", "--https-listen-port", "0",
-         "--bind-address", "127.0.0.1", "--write-kubeconfig", f"{base}/kc.yaml"],
+         "--bind-address", "127.0.0.1", "--write-kubeconfig", f"{base}/kc.yaml", "--disable-agent"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
     try:
         run_all(a, base, srv)

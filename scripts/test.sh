@@ -3,6 +3,8 @@
 # their own throwaway PostgreSQL and etcd servers on random loopback ports and
 # remove them afterwards; a missing package fails the run and names itself.
 set -euo pipefail
+# A clean clone builds once: incremental caches would only cost time and disk.
+export CARGO_INCREMENTAL=0
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 step() { printf '\n== %s\n' "$*" >&2; }

@@ -127,6 +127,8 @@ impl KedgeServer {
             .arg("--datastore-endpoint")
             .arg(endpoint)
             .args(["--https-listen-port", "0", "--bind-address", "127.0.0.1"])
+            // The API is measured alone, without a node.
+            .arg("--disable-agent")
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
             .env("RUST_LOG", "info")

@@ -5,6 +5,7 @@
 mod control;
 use kedge_agent::duration;
 mod endpoint;
+mod local_agent;
 mod server;
 mod token;
 

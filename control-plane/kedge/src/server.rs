@@ -95,6 +95,24 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_agent: bool,
 
+    /// The local agent's node name (default: the hostname).
+    #[arg(long, env = "KEDGE_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// A label for the local agent's node, key=value (repeat for more).
+    #[arg(long = "node-label")]
+    pub node_labels: Vec<String>,
+
+    /// The kedge-agent binary the local agent runs (default: the one next to kedge,
+    /// else on PATH).
+    #[arg(long)]
+    pub agent_binary: Option<PathBuf>,
+
+    /// A flag for the local agent, as K3s's --kubelet-arg (repeat for more), e.g.
+    /// --agent-arg=--profile=rpi-4-8gb.
+    #[arg(long = "agent-arg", allow_hyphen_values = true)]
+    pub agent_args: Vec<String>,
+
     /// Do not run the scheduler.
     #[arg(long)]
     pub disable_scheduler: bool,
@@ -354,9 +372,29 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     )
     .with_context(|| format!("write the kubeconfig {}", args.write_kubeconfig.display()))?;
     info!(kubeconfig = %args.write_kubeconfig.display(), "wrote kubeconfig");
-    if !args.disable_agent {
-        info!("the local agent is not part of this release yet; running the control plane alone");
-    }
+    // The local agent, checked before anything listens: a missing binary is a clear
+    // error now rather than a node that never appears.
+    let local_agent = if args.disable_agent {
+        None
+    } else {
+        let run_pods = nix::unistd::geteuid().is_root();
+        if !run_pods {
+            tracing::warn!(
+                "the local agent runs pods only as root (containerd, runc, CNI): it joins without a container runtime"
+            );
+        }
+        Some(crate::local_agent::LocalAgentOptions {
+            binary: crate::local_agent::locate_binary(args.agent_binary.as_deref())?,
+            server_url: String::new(),
+            data_dir: args.data_dir.clone(),
+            node_name: args.node_name.clone().or_else(hostname).context(
+                "name the local agent's node with --node-name (the hostname is unknown)",
+            )?,
+            node_labels: args.node_labels.clone(),
+            extra_args: args.agent_args.clone(),
+            run_pods,
+        })
+    };
     info!(listen = %listen, server = %server_url, "Kubernetes API ready");
     // The token itself never goes to the log: the line names the file that holds it.
     // install.sh comes with the kedge-agent packages (docs/packaging.md).
@@ -365,22 +403,23 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         kedge_nodelink::tokens::server_token_path(&args.data_dir).display()
     );
 
+    // Loopback when the API listens on every address; otherwise the one it listens on,
+    // since nothing answers on 127.0.0.1 then.
+    let local_url = format!(
+        "https://{}",
+        SocketAddr::new(
+            if args.bind_address.is_unspecified() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                args.bind_address
+            },
+            port
+        )
+    );
     let control = crate::control::start(
         &pki,
         crate::control::ControlPlaneOptions {
-            // Loopback when the API listens on every address; otherwise the one it
-            // listens on, since nothing answers on 127.0.0.1 then.
-            api_url: format!(
-                "https://{}",
-                SocketAddr::new(
-                    if args.bind_address.is_unspecified() {
-                        IpAddr::V4(Ipv4Addr::LOCALHOST)
-                    } else {
-                        args.bind_address
-                    },
-                    port
-                )
-            ),
+            api_url: local_url.clone(),
             run_scheduler: !args.disable_scheduler,
             run_controllers: !args.disable_controller_manager,
             controllers: controller_config,
@@ -401,7 +440,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             let _ = api_stopped.wait_for(|stop| *stop).await;
         },
     ));
+    let local_agent = local_agent.map(|mut options| {
+        options.server_url = local_url.clone();
+        tokio::spawn(crate::local_agent::supervise(options, stopped()))
+    });
     maintenance::run(store.clone(), maintenance, stopped()).await;
+    // The local agent stops first, while the server still answers it.
+    if let Some(agent) = local_agent {
+        let _ = agent.await;
+    }
     if tokio::time::timeout(Duration::from_secs(5), control.join_all())
         .await
         .is_err()

@@ -278,6 +278,8 @@ impl Server {
             .args(["--advertise-address", &net.server_ip])
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
+            // The agent under test is started apart, in its namespace.
+            .arg("--disable-agent")
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

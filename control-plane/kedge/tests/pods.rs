@@ -162,9 +162,15 @@ impl Drop for Node {
             "--timeout=60s",
         ]);
         if let Some(agent) = self.agent.take() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 agent.terminate(Duration::from_secs(30))
             }));
+            // A failed test shows what the agent said last.
+            if let (true, Ok((_, log))) = (std::thread::panicking(), stopped) {
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(80)..];
+                eprintln!("--- the agent's last log lines:\n{}", tail.join("\n"));
+            }
         }
         let _ = Command::new("ip")
             .args(["link", "delete", &self.bridge])
@@ -229,6 +235,34 @@ fn a_deployment_serves_and_kubectl_reaches_its_pods() {
         assert!(body.contains(&format!("hello from {pod}")), "{body}");
     }
     let pod = pods[0];
+
+    // The node's status: its images (the imported one, by tag and repo digest), and the
+    // pressure conditions next to Ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let names = node.jsonpath(&["node", &node.name], "{.status.images[*].names}");
+        if names.contains(IMAGE) && names.contains("docker.io/library/busybox@sha256:") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node does not list its image {IMAGE}: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let conditions = node.jsonpath(
+        &["node", &node.name],
+        "{range .status.conditions[*]}{.type}={.status} {end}",
+    );
+    assert_eq!(
+        conditions.trim(),
+        "MemoryPressure=False DiskPressure=False PIDPressure=False Ready=True"
+    );
+    let runtime = node.jsonpath(
+        &["node", &node.name],
+        "{.status.nodeInfo.containerRuntimeVersion}",
+    );
+    assert!(runtime.starts_with("containerd://"), "{runtime:?}");
 
     // exec: output, exit codes, stdin.
     let out = node.cluster.ok(&["exec", pod, "--", "sh", "-c", "echo ok"]);

@@ -447,6 +447,8 @@ impl Server {
             // says, so a server bound to the veth address alone would run without them.
             .args(["--bind-address", "0.0.0.0"])
             .args(["--advertise-address", &net.server_ip])
+            // The agents under test are started apart, in their namespace.
+            .arg("--disable-agent")
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
             // Debug for reports: the idle measurement checks that no agent sent a Lease

@@ -21,6 +21,15 @@ pub fn kedge(data_dir: &Path, endpoint: &str) -> Command {
 /// `kedge server` on `port` (`0`: a free one), with its kubeconfig inside
 /// `data_dir`.
 pub fn kedge_on(data_dir: &Path, endpoint: &str, port: u16) -> Command {
+    let mut cmd = kedge_with_local_agent(data_dir, endpoint, port);
+    // The tests start the agents they need themselves.
+    cmd.arg("--disable-agent");
+    cmd
+}
+
+/// [`kedge_on`] with the server's local agent (it needs root, containerd, runc and the
+/// CNI plugins, and `kedge-agent` next to `kedge`).
+pub fn kedge_with_local_agent(data_dir: &Path, endpoint: &str, port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kedge"));
     cmd.arg("server")
         .arg("--data-dir")
@@ -161,15 +170,21 @@ impl Cluster {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Cluster {
-        assert!(
-            Path::new(KUBECTL).exists(),
-            "these tests drive the real kubectl, expected at {KUBECTL}; install kubectl v1.32 there"
-        );
         let mut cmd = kedge_on(data_dir, endpoint, port);
         cmd.args(extra);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Cluster::from_command(cmd, data_dir, endpoint, port)
+    }
+
+    /// A cluster of a `kedge server` command made by [`kedge_on`] or
+    /// [`kedge_with_local_agent`] (with more flags, say).
+    pub fn from_command(cmd: Command, data_dir: &Path, endpoint: &str, port: u16) -> Cluster {
+        assert!(
+            Path::new(KUBECTL).exists(),
+            "these tests drive the real kubectl, expected at {KUBECTL}; install kubectl v1.32 there"
+        );
         let (child, log) = start_until(cmd, "Kubernetes API ready");
         let home = tempfile::tempdir().unwrap();
         let c = Cluster {
