@@ -256,6 +256,16 @@ impl V1 {
         self.root.join(controller).join(path)
     }
 
+    /// Every hierarchy mounted under the root (`cpu,cpuacct` and the like are
+    /// symlinks to one of them, and skipped).
+    fn hierarchies(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        Ok(subdirs(&self.root)?
+            .into_iter()
+            .map(|name| self.root.join(name))
+            .filter(|dir| !dir.is_symlink())
+            .collect())
+    }
+
     fn mounted(&self) -> impl Iterator<Item = &'static str> + '_ {
         V1_CONTROLLERS
             .into_iter()
@@ -351,10 +361,13 @@ impl Driver for V1 {
         Ok(())
     }
 
+    /// Removes the cgroup in every hierarchy, not only kedge's controllers': runc
+    /// makes a container's cgroup, and the parents it lacks, in all of them (blkio,
+    /// devices, freezer, cpuset, name=systemd, ...), and deletes only the container's.
     fn remove(&self, path: &str) -> Result<(), CgroupError> {
         check_name(path)?;
-        for c in self.mounted() {
-            remove_tree(&self.dir(c, path))?;
+        for hierarchy in self.hierarchies()? {
+            remove_tree(&hierarchy.join(path))?;
         }
         Ok(())
     }

@@ -560,3 +560,39 @@ fn the_root_memory_and_a_process_returned_where_it_was() {
     assert_eq!(files.len(), 4, "memory, cpu, cpuacct, pids: {files:?}");
     assert!(files.iter().all(|f| f.is_file()), "{files:?}");
 }
+
+#[test]
+fn a_pod_cgroup_goes_from_every_hierarchy_runc_made_it_in() {
+    let t = TestHierarchy::new();
+    t.cg.ensure_hierarchy(&budgets()).unwrap();
+    let g = pod(
+        "7e6d5c4b-3a29-4181-8f7e-6d5c4b3a2918",
+        Some(16 * MI),
+        Some(100),
+    );
+    let path = t.cg.update_pod(&g).unwrap();
+    // runc makes the container's cgroup, and the parents it lacks, in every
+    // hierarchy; it deletes only the container's.
+    let others: Vec<PathBuf> = ["blkio", "devices", "freezer", "systemd"]
+        .iter()
+        .map(|h| Path::new(ROOT).join(h))
+        .filter(|h| h.is_dir())
+        .map(|h| h.join(&path))
+        .collect();
+    assert!(
+        !others.is_empty(),
+        "this machine mounts more v1 hierarchies"
+    );
+    for dir in &others {
+        std::fs::create_dir_all(dir.join("c0ffee")).unwrap();
+    }
+    t.cg.remove_pod(&g.uid).unwrap();
+    for dir in &others {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+    // And the whole hierarchy, from all of them.
+    t.cg.remove_all().unwrap();
+    for h in ["blkio", "devices", "freezer", "memory", "cpu"] {
+        assert!(!Path::new(ROOT).join(h).join(&t.prefix).exists(), "{h}");
+    }
+}
