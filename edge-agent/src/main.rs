@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use kedge_agent::agent::{AgentOptions, NodeResources, run};
 use kedge_agent::bootstrap::{BootstrapOptions, DEFAULT_NODE_PASSWORD_FILE, RenewalPolicy};
+use kedge_agent::budgets::{BudgetConfig, Budgets};
 use kedge_agent::duration;
 use kedge_agent::node_runtime::RuntimeOptions;
 use kedge_agent::report::ReportConfig;
@@ -101,6 +102,33 @@ struct Args {
     /// keeps the link and the local store (for link tests and benchmarks).
     #[arg(long)]
     disable_runtime: bool,
+    /// Run pods without the cgroup budgets: nothing bounds the memory of the agent,
+    /// containerd or pods, and nothing is evicted. For machines where the agent may
+    /// not manage cgroups; the budgets are on by default and need root.
+    #[arg(long)]
+    disable_cgroups: bool,
+    /// Behave as the profile's device rather than this machine: the node's capacity is
+    /// the profile's memory and CPUs, and memory.available counts only what kedge's
+    /// cgroups hold. For the soak harness and tests that emulate a small device on a
+    /// big machine; needs --profile naming a device.
+    #[arg(long)]
+    emulate_device: bool,
+    /// How long a pressure condition stays after its threshold was last crossed (the
+    /// kubelet's --eviction-pressure-transition-period).
+    #[arg(long, default_value = "5m", value_parser = duration::parse)]
+    eviction_pressure_transition_period: Duration,
+    /// Hard eviction thresholds that replace the profile's, as the kubelet's flag:
+    /// `memory.available<100Mi,nodefs.available<10%`; `<0%` drops a signal's
+    /// threshold (as kind does for disks in CI).
+    #[arg(long, value_delimiter = ',')]
+    eviction_hard: Vec<String>,
+    /// Soft eviction thresholds that replace the profile's, in the same form; a signal
+    /// the profile has no grace period for needs --eviction-soft-grace-period.
+    #[arg(long, value_delimiter = ',')]
+    eviction_soft: Vec<String>,
+    /// Grace periods of soft thresholds: `memory.available=1m30s`.
+    #[arg(long, value_delimiter = ',')]
+    eviction_soft_grace_period: Vec<String>,
     /// Where container logs are written.
     #[arg(long, default_value = "/var/log/pods")]
     pod_log_dir: PathBuf,
@@ -335,16 +363,168 @@ fn labels(pairs: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn options(args: Args) -> Result<AgentOptions> {
+/// An eviction signal by its kubelet name.
+fn signal(name: &str, flag: &str) -> Result<profiles::Signal> {
+    profiles::Signal::ALL
+        .into_iter()
+        .find(|s| s.as_str() == name.trim())
+        .with_context(|| {
+            let names: Vec<&str> = profiles::Signal::ALL.iter().map(|s| s.as_str()).collect();
+            format!(
+                "--{flag}: unknown signal {name:?}; use one of {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// `signal<threshold` items; `None` for `<0%` or `<0` (no threshold).
+fn thresholds(
+    items: &[String],
+    flag: &str,
+) -> Result<Vec<(profiles::Signal, Option<profiles::Threshold>)>> {
+    items
+        .iter()
+        .filter(|i| !i.trim().is_empty())
+        .map(|item| {
+            let (name, value) = item.split_once('<').with_context(|| {
+                format!(
+                    "--{flag} {item:?}: write it as signal<threshold, e.g. memory.available<100Mi"
+                )
+            })?;
+            let value = value.trim();
+            let threshold = if matches!(value, "0" | "0%") {
+                None
+            } else {
+                Some(
+                    profiles::Threshold::parse(value)
+                        .with_context(|| format!("--{flag} {item:?}"))?,
+                )
+            };
+            Ok((signal(name, flag)?, threshold))
+        })
+        .collect()
+}
+
+/// Applies --eviction-hard, --eviction-soft and --eviction-soft-grace-period to the
+/// profile, and checks the result as a profile file is checked.
+fn override_thresholds(profile: &mut Profile, args: &Args) -> Result<()> {
+    if args.eviction_hard.is_empty()
+        && args.eviction_soft.is_empty()
+        && args.eviction_soft_grace_period.is_empty()
+    {
+        return Ok(());
+    }
+    let mut graces = BTreeMap::new();
+    for item in args
+        .eviction_soft_grace_period
+        .iter()
+        .filter(|i| !i.trim().is_empty())
+    {
+        let (name, value) = item.split_once('=').with_context(|| {
+            format!("--eviction-soft-grace-period {item:?}: write it as signal=duration, e.g. memory.available=1m30s")
+        })?;
+        let grace = duration::parse(value.trim())
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--eviction-soft-grace-period {item:?}"))?;
+        graces.insert(signal(name, "eviction-soft-grace-period")?, grace);
+    }
+    for (s, t) in thresholds(&args.eviction_hard, "eviction-hard")? {
+        match t {
+            Some(t) => profile.eviction_hard.insert(s, t),
+            None => profile.eviction_hard.remove(&s),
+        };
+    }
+    for (s, t) in thresholds(&args.eviction_soft, "eviction-soft")? {
+        let Some(threshold) = t else {
+            profile.eviction_soft.remove(&s);
+            continue;
+        };
+        let grace_period = match graces
+            .get(&s)
+            .copied()
+            .or_else(|| profile.eviction_soft.get(&s).map(|old| old.grace_period))
+        {
+            Some(g) => g,
+            None => bail!(
+                "--eviction-soft {s}: the profile has no grace period for it; give one with --eviction-soft-grace-period={s}=1m"
+            ),
+        };
+        profile.eviction_soft.insert(
+            s,
+            profiles::SoftThreshold {
+                threshold,
+                grace_period,
+            },
+        );
+    }
+    for (s, grace) in graces {
+        if let Some(soft) = profile.eviction_soft.get_mut(&s) {
+            soft.grace_period = grace;
+        }
+    }
+    profile
+        .validate("the --eviction-* flags")
+        .context("hardware profile")?;
+    Ok(())
+}
+
+/// The profile in force and the machine it is for: this one, or with
+/// `--emulate-device` the device the profile describes (its memory and CPUs; the
+/// architecture stays this machine's, whose binary runs).
+fn resolve_profile(args: &Args) -> Result<(Profile, profiles::Source, MachineInfo)> {
+    let machine = MachineInfo::from_root(Path::new("/")).context("hardware profile")?;
+    if !args.emulate_device {
+        let (mut profile, source) =
+            profiles::resolve(args.profile.as_deref(), &machine).context("hardware profile")?;
+        override_thresholds(&mut profile, args)?;
+        machine.check(&profile).context("hardware profile")?;
+        return Ok((profile, source, machine));
+    }
+    let spec = match args.profile.as_deref() {
+        None | Some(profiles::GENERIC) => bail!(
+            "--emulate-device needs --profile naming the device to emulate (a built-in name or a profile file, not generic)"
+        ),
+        Some(spec) => spec,
+    };
+    let mut profile = named_profile(spec).context("hardware profile")?;
+    override_thresholds(&mut profile, args)?;
+    let arch = if profile.hardware.architectures.contains(&machine.arch) {
+        machine.arch.clone()
+    } else {
+        // Emulated: the device's architecture, though this machine's binary runs.
+        profile.hardware.architectures[0].clone()
+    };
+    let device = MachineInfo {
+        model: None,
+        mem_total: profile.hardware.memory,
+        cpus: profile.hardware.cpus,
+        arch,
+    };
+    device.check(&profile).context("hardware profile")?;
+    let source = if spec.contains('/') || spec.ends_with(".toml") {
+        profiles::Source::File
+    } else {
+        profiles::Source::Named
+    };
+    tracing::warn!(
+        profile = %profile.name,
+        memory = %device.mem_total,
+        cpus = device.cpus,
+        "emulating the profile's device (--emulate-device): capacity and memory.available are the device's, not this machine's"
+    );
+    Ok((profile, source, device))
+}
+
+/// The agent's options, and the cgroup budgets to set up before it starts (`None`
+/// without a runtime or with --disable-cgroups).
+fn options(args: Args) -> Result<(AgentOptions, Option<BudgetConfig>)> {
     let server = args
         .server
         .clone()
         .context("give the server to join with --server")?;
     // The profile first: a broken one stops the agent before it does anything,
     // rather than letting it run unbounded.
-    let machine = MachineInfo::from_root(Path::new("/")).context("hardware profile")?;
-    let (profile, source) =
-        profiles::resolve(args.profile.as_deref(), &machine).context("hardware profile")?;
+    let (profile, source, machine) = resolve_profile(&args)?;
     tracing::info!(
         profile = %profile.name,
         ?source,
@@ -412,8 +592,30 @@ fn options(args: Args) -> Result<AgentOptions> {
         allocatable: resources.allocatable.clone(),
         memory_capacity: i64::try_from(capacity.memory.0).unwrap_or(i64::MAX),
         host_ip: None,
+        image_gc_high_percent: profile.image_gc_high_threshold_percent,
+        image_gc_low_percent: profile.image_gc_low_threshold_percent,
+        budgets: None,
     });
-    Ok(AgentOptions {
+    let budgets = match (&runtime, args.disable_cgroups) {
+        (None, _) => None,
+        (Some(_), true) => {
+            tracing::warn!(
+                "cgroup budgets are off (--disable-cgroups): nothing bounds the memory of the agent, containerd or pods, and nothing is evicted"
+            );
+            None
+        }
+        (Some(_), false) => {
+            let mut config = BudgetConfig::from_profile(
+                &profile,
+                &capacity,
+                &args.data_dir,
+                args.emulate_device,
+            );
+            config.eviction.pressure_transition_period = args.eviction_pressure_transition_period;
+            Some(config)
+        }
+    };
+    let agent = AgentOptions {
         bootstrap: BootstrapOptions {
             server,
             token,
@@ -439,7 +641,8 @@ fn options(args: Args) -> Result<AgentOptions> {
         renewal: RenewalPolicy::default(),
         runtime,
         resources,
-    })
+    };
+    Ok((agent, budgets))
 }
 
 fn main() -> ExitCode {
@@ -467,7 +670,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = options(args).and_then(|options| {
+    let result = options(args).and_then(|(mut options, budgets)| {
+        // The budgets before anything else runs: the agent moves into its cgroup
+        // now, and an agent that cannot set them up stops here.
+        if let (Some(runtime), Some(config)) = (options.runtime.as_mut(), budgets) {
+            runtime.budgets = Some(Budgets::setup(config)?);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -566,7 +774,7 @@ mod tests {
                 "generic",
             ];
             argv.extend_from_slice(extra);
-            options(Args::try_parse_from(argv).unwrap()).unwrap()
+            options(Args::try_parse_from(argv).unwrap()).unwrap().0
         };
         let o = parse(&["--node-label", "zone=a"]);
         assert_eq!(o.labels["kedge.io/profile"], "generic");
@@ -587,6 +795,71 @@ mod tests {
             Duration::from_secs(7)
         );
         assert_eq!(o.bootstrap.tunnel.backoff_cap, Duration::from_secs(9));
+    }
+
+    #[test]
+    fn eviction_flags_replace_the_profiles_thresholds() {
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["kedge-agent", "--server", "https://cp:6443"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).unwrap()
+        };
+        let zero = || profiles::builtin("rpi-zero-2w").unwrap();
+        let mut p = zero();
+        override_thresholds(
+            &mut p,
+            &args(&[
+                "--eviction-hard",
+                "memory.available<60Mi,nodefs.available<0%",
+                "--eviction-soft=nodefs.available<0%,imagefs.available<20%",
+                "--eviction-soft-grace-period",
+                "imagefs.available=1m",
+            ]),
+        )
+        .unwrap();
+        use profiles::{Signal, Threshold};
+        assert_eq!(
+            p.eviction_hard.get(&Signal::MemoryAvailable),
+            Some(&Threshold::Quantity(profiles::Bytes::mib(60)))
+        );
+        assert!(!p.eviction_hard.contains_key(&Signal::NodefsAvailable));
+        assert!(!p.eviction_soft.contains_key(&Signal::NodefsAvailable));
+        let imagefs = p.eviction_soft[&Signal::ImagefsAvailable];
+        assert_eq!(imagefs.threshold, Threshold::Percent(20.0));
+        assert_eq!(imagefs.grace_period, Duration::from_secs(60));
+        // The profile's own grace period serves when the flag gives none.
+        let mut p = zero();
+        override_thresholds(&mut p, &args(&["--eviction-soft=memory.available<100Mi"])).unwrap();
+        assert_eq!(
+            p.eviction_soft[&Signal::MemoryAvailable].grace_period,
+            Duration::from_secs(30)
+        );
+
+        let err = |extra: &[&str]| {
+            format!(
+                "{:#}",
+                override_thresholds(&mut zero(), &args(extra)).unwrap_err()
+            )
+        };
+        assert_eq!(
+            err(&["--eviction-hard=memory.avail<1Mi"]),
+            "--eviction-hard: unknown signal \"memory.avail\"; use one of memory.available, nodefs.available, nodefs.inodesFree, imagefs.available"
+        );
+        assert!(
+            err(&["--eviction-hard=memory.available=1Mi"]).starts_with(
+                "--eviction-hard \"memory.available=1Mi\": write it as signal<threshold"
+            )
+        );
+        assert!(err(&["--eviction-soft=imagefs.available<20%"]).starts_with(
+            "--eviction-soft imagefs.available: the profile has no grace period for it"
+        ));
+        // What a profile file may not say, the flags may not either.
+        assert!(
+            err(&["--eviction-hard=memory.available<400Mi"])
+                .contains("the reservations leave nothing for pods"),
+            "{}",
+            err(&["--eviction-hard=memory.available<400Mi"])
+        );
     }
 
     #[test]

@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kedge_containerd::crilog::RotationPolicy;
 use kedge_containerd::{Client, ContainerdConfig, Endpoint, Registries, Supervisor};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::budgets::{BudgetError, Budgets, EvictionLoop};
+use crate::images::ImagePolicy;
 use crate::node_status::LiveNodeStatus;
 use crate::pods::containerd::{ContainerdRuntime, RuntimeConfig};
 use crate::pods::events::Recorder;
@@ -53,6 +56,12 @@ pub struct RuntimeOptions {
     pub memory_capacity: i64,
     /// The node's address: the pods' hostIP.
     pub host_ip: Option<IpAddr>,
+    /// Image GC thresholds, percent of the image filesystem used (the profile's).
+    pub image_gc_high_percent: u8,
+    pub image_gc_low_percent: u8,
+    /// The cgroup budgets, set up already (`None`: `--disable-cgroups`): containerd and
+    /// the pods go into them, and the eviction manager watches them.
+    pub budgets: Option<Arc<Budgets>>,
 }
 
 /// The runtime could not start.
@@ -64,6 +73,8 @@ pub enum RuntimeStartError {
     Pause(#[from] kedge_cni::CniError),
     #[error("cannot read the registries file {path}: {error}")]
     Registries { path: PathBuf, error: String },
+    #[error("{0}")]
+    Budgets(#[from] BudgetError),
 }
 
 /// The running runtime: stop it with [`NodeRuntime::shutdown`].
@@ -76,6 +87,10 @@ pub struct NodeRuntime {
     endpoint: Endpoint,
     stop: watch::Sender<bool>,
     manager: tokio::task::JoinHandle<()>,
+    housekeeping: tokio::task::JoinHandle<()>,
+    /// The eviction manager and the task that places each new containerd.
+    budget_tasks: Vec<tokio::task::JoinHandle<()>>,
+    budgets: Option<Arc<Budgets>>,
     version: String,
 }
 
@@ -119,11 +134,37 @@ impl NodeRuntime {
                 let mut config = ContainerdConfig::new(&agent_dir);
                 config.binary = options.containerd_binary.clone();
                 config.state_dir = containerd_state_dir(data_dir);
+                if let Some(budgets) = &options.budgets {
+                    // containerd starts inside its budget (and so after every restart).
+                    let dir = config
+                        .config_path()
+                        .parent()
+                        .unwrap_or(&agent_dir)
+                        .to_path_buf();
+                    config.binary =
+                        budgets.containerd_launcher(&options.containerd_binary, &dir)?;
+                }
                 config.validate()?;
                 Endpoint::Managed(Supervisor::start(config).await?)
             }
         };
+        let mut budget_tasks = Vec::new();
+        match (&options.budgets, &endpoint) {
+            (Some(budgets), Endpoint::Managed(supervisor)) => budget_tasks.push(tokio::spawn(
+                budgets.clone().follow_containerd(supervisor.state()),
+            )),
+            (Some(_), Endpoint::External(_)) => {
+                info!("containerd is not the agent's own: it keeps its own cgroup and budget")
+            }
+            (None, _) => {}
+        }
         let client = Client::connect(endpoint.client_config()).await?;
+        // The filesystem images live on: the agent's own containerd root, or (for an
+        // external containerd, whose root the agent does not know) the data dir's.
+        let image_fs = match &endpoint {
+            Endpoint::Managed(s) => s.config().root_dir(),
+            Endpoint::External(_) => data_dir.to_path_buf(),
+        };
         let version = client.version().await.unwrap_or_default();
         info!(containerd = %version, "container runtime ready");
 
@@ -169,9 +210,12 @@ impl NodeRuntime {
             host_ip: options.host_ip,
             allocatable: options.allocatable.clone(),
             memory_capacity: options.memory_capacity,
-            cgroups: None,
+            cgroups: options
+                .budgets
+                .clone()
+                .map(|b| b as Arc<dyn crate::pods::containerd::CgroupPlacement>),
         };
-        let runtime = ContainerdRuntime::new(client, config, store.clone());
+        let runtime = ContainerdRuntime::new(client.clone(), config, store.clone());
         let streams = PodStreams::new(runtime.clone(), store.clone());
         let ctx = PodContext {
             runtime: runtime.clone(),
@@ -182,15 +226,41 @@ impl NodeRuntime {
         };
         let statics: Arc<dyn PodSource> =
             Arc::new(StaticPods::new(agent_dir.join("pod-manifests"), node));
-        let manager = PodManager::new(ctx, store, vec![statics]);
+        let mut manager = PodManager::new(ctx, store.clone(), vec![statics]);
         let (stop, mut stopped) = watch::channel(false);
+        let live = Arc::new(LiveNodeStatus::default());
+        if let Some(budgets) = &options.budgets {
+            let eviction = EvictionLoop {
+                budgets: budgets.clone(),
+                runtime: runtime.clone(),
+                store,
+                live: live.clone(),
+                evictor: manager.eviction_sender(),
+                clock: jiff::Timestamp::now,
+            };
+            budget_tasks.push(crate::budgets::run_eviction_loop(eviction, stopped.clone()));
+        }
+        let housekeeping = tokio::spawn(crate::images::run(
+            client,
+            live.clone(),
+            ImagePolicy {
+                high_percent: options.image_gc_high_percent,
+                low_percent: options.image_gc_low_percent,
+                period: Duration::from_secs(60),
+                image_fs,
+            },
+            stopped.clone(),
+        ));
         let manager = tokio::spawn(manager.run(async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         Ok(NodeRuntime {
             runtime,
             streams,
-            live: Arc::new(LiveNodeStatus::default()),
+            live,
+            housekeeping,
+            budget_tasks,
+            budgets: options.budgets.clone(),
             endpoint,
             stop,
             manager,
@@ -208,6 +278,14 @@ impl NodeRuntime {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.manager.await;
+        let _ = self.housekeeping.await;
+        for task in self.budget_tasks {
+            task.abort();
+            let _ = task.await;
+        }
         self.endpoint.shutdown().await;
+        if let Some(budgets) = self.budgets {
+            budgets.release();
+        }
     }
 }

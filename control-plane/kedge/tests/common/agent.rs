@@ -18,6 +18,12 @@ pub fn agent_binary() -> PathBuf {
     path
 }
 
+/// kedge-agent flags that drop the profile's disk eviction thresholds.
+pub const NO_DISK_THRESHOLDS: [&str; 2] = [
+    "--eviction-hard=nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%",
+    "--eviction-soft=nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%",
+];
+
 /// A running kedge-agent and its log.
 pub struct Agent {
     pub child: Child,
@@ -48,6 +54,11 @@ impl Agent {
             .arg(dir)
             .arg("--node-password-file")
             .arg(dir.join("node-password"))
+            // The host's disk is shared with everything else the machine runs: how full
+            // it is must not put these nodes under DiskPressure (kind turns the disk
+            // thresholds off for CI the same way).
+            .arg(NO_DISK_THRESHOLDS[0])
+            .arg(NO_DISK_THRESHOLDS[1])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
