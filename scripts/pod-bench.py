@@ -72,7 +72,7 @@ class Api:
             m = re.search(rf"{name}:\s*(\S+)", text)
             if not m:
                 die(f"{kubeconfig} has no {name}")
-            return m.group(1)
+            return m.group(1).strip('"')
 
         m = re.match(r"https://([^:/]+):(\d+)", field("server"))
         self.host, self.port = m.group(1), int(m.group(2))
