@@ -31,6 +31,7 @@ LONG_FIRST = [
     "kedge::link_netns",
     "kedge::kubectl",
     "kedge::pods",
+    "kedge::budgets",
     "kedge::link",
     "kedge::kube_rs",
     "kedge::controllers",
