@@ -387,10 +387,11 @@ impl Budgets {
         }
     }
 
-    /// On shutdown: when no pod has a cgroup left, the agent goes back where it came
-    /// from and the hierarchy is removed (containerd has stopped by then). With pods
-    /// left, everything stays for the next agent.
-    pub fn release(&self) {
+    /// On shutdown, after containerd stopped: when no pod has a cgroup left, the agent
+    /// goes back where it came from, what is left in containerd's cgroup (shims that
+    /// serve no pod) is killed, and the hierarchy is removed. With pods left,
+    /// everything stays for the next agent.
+    pub async fn release(&self) {
         match self.cgroups.pod_uids() {
             Ok(uids) if uids.is_empty() => {}
             Ok(uids) => {
@@ -412,9 +413,34 @@ impl Budgets {
             warn!(error = %e, "cannot move the agent out of its cgroup; leaving the hierarchy");
             return;
         }
-        match self.cgroups.remove_all() {
-            Ok(()) => info!("no pods left: the cgroup hierarchy is removed"),
-            Err(e) => warn!(error = %e, "cannot remove the cgroup hierarchy"),
+        let containerd = self.cgroups.layout().containerd();
+        for pid in self
+            .cgroups
+            .driver()
+            .processes(&containerd)
+            .unwrap_or_default()
+        {
+            debug!(pid, "killing a process left in containerd's cgroup with no pod to serve");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // A killed process leaves its cgroup once its parent has reaped it.
+        let mut tries = 0;
+        loop {
+            match self.cgroups.remove_all() {
+                Ok(()) => {
+                    info!("no pods left: the cgroup hierarchy is removed");
+                    return;
+                }
+                Err(e) if tries >= 20 => {
+                    warn!(error = %e, "cannot remove the cgroup hierarchy");
+                    return;
+                }
+                Err(_) => tries += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -285,7 +285,7 @@ impl NodeRuntime {
         }
         self.endpoint.shutdown().await;
         if let Some(budgets) = self.budgets {
-            budgets.release();
+            budgets.release().await;
         }
     }
 }
