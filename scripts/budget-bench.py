@@ -16,10 +16,11 @@ creates 20 busybox pods (`sleep`, BestEffort) in waves of at most 8 - create a w
 wait until every pod of it is Running, delete it and wait until the pods are gone, then
 the next wave (8, 8, 4) - so every pod goes through sandbox, CNI, container start,
 stop and removal. A sampler reads, every 0.25 s, the VmRSS of the agent, of containerd
-and of the runc shims (containerd's children), and the usage of their cgroups; at the
-end the peaks are the kernel's: memory.max_usage_in_bytes of each cgroup (page cache
-charged to it included, so bounded by the limit) and VmHWM (the peak RSS) of each
-process. failcnt and oom_kill say whether a budget was ever hit.
+and of the runc shims (the other processes in containerd's cgroup), and the working
+set and anonymous memory of both cgroups; at the end come the kernel's own peaks:
+memory.max_usage_in_bytes of each cgroup (page cache included, which fills a cgroup
+up to its limit) and VmHWM (the peak RSS) of each process, and the OOM kills in each
+cgroup.
 
 Needs root, cgroup v1, containerd, runc and the CNI plugins (scripts/setup.sh installs
 them) and kubectl.
@@ -120,26 +121,57 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.agent = agent_pid
         self.cgroups = cgroups
-        self.peak = {"agent_rss": 0, "containerd_rss": 0, "shims_rss": 0, "shims": 0,
-                     "agent_cg": 0, "containerd_cg": 0}
+        self.peak = {"agent_rss": 0, "containerd_rss": 0, "shims_rss": 0, "shims": 0}
+        for n in cgroups:
+            self.peak.update({f"{n}_ws": 0, f"{n}_anon": 0})
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.is_set():
             kids = children(self.agent)
             containerd = next((p for p in kids if exe_name(p) == "containerd"), None)
-            shims = children(containerd) if containerd else []
+            # The shims daemonize (init is their parent) but stay in containerd's cgroup.
+            shims = [int(p) for p in read(f"{self.cgroups['containerd']}/cgroup.procs").split()
+                     if int(p) != containerd]
             sample = {
                 "agent_rss": status_kib(self.agent, "VmRSS") * 1024,
                 "containerd_rss": status_kib(containerd, "VmRSS") * 1024 if containerd else 0,
                 "shims_rss": sum(status_kib(s, "VmRSS") for s in shims) * 1024,
                 "shims": len(shims),
-                "agent_cg": int(read(f"{self.cgroups['agent']}/memory.usage_in_bytes")),
-                "containerd_cg": int(read(f"{self.cgroups['containerd']}/memory.usage_in_bytes")),
             }
+            for n, d in self.cgroups.items():
+                # The kubelet's working set (usage less the inactive page cache) and
+                # the anonymous memory, which without swap cannot be reclaimed.
+                usage = int(read(f"{d}/memory.usage_in_bytes"))
+                sample[f"{n}_ws"] = usage - keyed(f"{d}/memory.stat", "total_inactive_file")
+                sample[f"{n}_anon"] = keyed(f"{d}/memory.stat", "total_rss")
             for k, v in sample.items():
                 self.peak[k] = max(self.peak[k], v)
             self.stop.wait(0.25)
+
+
+def remove_hierarchy(prefix):
+    """Kills what is left in the agent's cgroups (pods of a run that failed) and
+    removes them from every hierarchy, deepest first."""
+    tops = [os.path.join("/sys/fs/cgroup", h, prefix) for h in os.listdir("/sys/fs/cgroup")
+            if not os.path.islink(os.path.join("/sys/fs/cgroup", h))]
+    tops = [t for t in tops if os.path.isdir(t)]
+    for _ in range(3):
+        for top in tops:
+            for d, _, files in os.walk(top):
+                if "cgroup.procs" in files:
+                    for pid in read(os.path.join(d, "cgroup.procs")).split():
+                        try:
+                            os.kill(int(pid), 9)
+                        except ProcessLookupError:
+                            pass
+        time.sleep(0.5)
+    for top in tops:
+        for d, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
 
 
 def kubectl(kc, *args, check=True, stdin=None):
@@ -157,7 +189,7 @@ def pods_yaml(names):
 kind: Pod
 metadata: {{name: {n}, labels: {{bench: budgets}}}}
 spec:
-  terminationGracePeriodSeconds: 0
+  terminationGracePeriodSeconds: 1
   containers:
   - name: c
     image: {IMAGE}
@@ -204,7 +236,7 @@ def main():
         subprocess.run(["cargo", "build", "-q", "-p", "kedge-containerd", "--example", "busybox-image"],
                        cwd=ROOT, check=True)
     base = tempfile.mkdtemp(prefix="kedge-budget-bench.")
-    srv = agent = None
+    srv = agent = prefix = None
     try:
         os.makedirs(f"{base}/agent/agent/images")
         subprocess.run([image_tool, f"{base}/agent/agent/images/busybox.tar", IMAGE],
@@ -257,7 +289,12 @@ def main():
                                         "jsonpath={.items[*].status.phase}").split()
                     if ph == "Running") == len(wave))
                 up = time.monotonic() - t0
+                # A grace period (not 0, which the API takes as a forced delete) makes the
+                # delete wait for the agent to stop the pods; then their cgroups go.
                 kubectl(kc, "delete", "pods", "-l", "bench=budgets", "--wait=true", "--timeout=120s")
+                wait_until("the pods' cgroups gone", 60, lambda: not any(
+                    d.startswith("pod") for q in ["", "burstable", "besteffort"]
+                    for d in os.listdir(f"{MEMCG}/{prefix}/kubepods/{q}")))
                 waves += 1
                 say(f"round {r + 1}/{a.rounds} wave of {len(wave)}: Running in {up:.1f}s, "
                     f"deleted in {time.monotonic() - t0 - up:.1f}s; peaks so far: agent RSS "
@@ -290,6 +327,10 @@ def main():
                 agent.wait(30)
             except subprocess.TimeoutExpired:
                 agent.kill()
+        if prefix:
+            # The agent removes its hierarchy when it stops with no pods; whatever a
+            # failed run left goes here.
+            remove_hierarchy(prefix)
         if srv:
             srv.terminate()
             srv.wait()
@@ -322,29 +363,38 @@ def report(a, res, peak, waves, elapsed, agent_alive):
         "- Binaries: target/release/kedge and the shipped agent (release-agent profile),",
         "  containerd 1.6 and runc from Debian.",
         f"- Churn: {a.rounds} rounds of {a.pods} busybox pods (`sleep`, BestEffort), in waves of",
-        "  at most 8 (the profile's maxPods): a wave is created, waited Running, deleted and",
-        f"  waited gone before the next ({waves} waves, {a.rounds * a.pods} pods, {elapsed:.0f} s).",
-        "- Peaks: the kernel's, over the whole run from the agent's start: the cgroup's",
-        "  `memory.max_usage_in_bytes` (anonymous memory and the page cache charged to the",
-        "  cgroup, which the kernel reclaims at the limit, so it can only reach the limit) and",
-        "  the process's VmHWM; the shims' RSS sum is sampled every 0.25 s.",
+        "  at most 8 (the profile's maxPods): a wave is created, waited Running, deleted (grace",
+        f"  period 1 s) and waited gone, cgroups and all, before the next ({waves} waves,",
+        f"  {a.rounds * a.pods} pods, {elapsed:.0f} s).",
+        "- Peaks over the whole run, from the agent's start: the kernel's own, the cgroup's",
+        "  `memory.max_usage_in_bytes` and the processes' VmHWM; and, sampled every 0.25 s,",
+        "  the cgroup's working set (usage less inactive page cache, as the kubelet counts",
+        "  it), its anonymous memory (`total_rss`: what cannot be reclaimed, there is no",
+        "  swap) and the shims' RSS sum. `max_usage_in_bytes` counts page cache, which the",
+        "  kernel lets fill a cgroup up to its limit before it reclaims any, so a peak at the",
+        "  limit says the cache filled it; the working set and anonymous peaks say what the",
+        "  processes needed.",
         "",
-        "| | budget (cgroup limit) | cgroup peak | peak RSS | anonymous at the end | limit hits (failcnt) | OOM kills |",
+        "| | budget (cgroup limit) | max_usage_in_bytes | working set peak | anonymous peak | peak RSS | OOM kills |",
         "|---|---|---|---|---|---|---|",
-        f"| kedge-agent | {ag['limit'] // MI} MiB | {mib(ag['max_usage'])} MiB | {mib(ag['hwm'])} MiB "
-        f"| {mib(ag['rss_now'])} MiB | {ag['failcnt']} | {ag['oom_kill']} |",
-        f"| containerd + shims | {cd['limit'] // MI} MiB | {mib(cd['max_usage'])} MiB | containerd "
-        f"{mib(cd['hwm'])} MiB, shims {mib(peak['shims_rss'])} MiB ({peak['shims']} at most) "
-        f"| {mib(cd['rss_now'])} MiB | {cd['failcnt']} | {cd['oom_kill']} |",
+        f"| kedge-agent | {ag['limit'] // MI} MiB | {mib(ag['max_usage'])} MiB | {mib(peak['agent_ws'])} MiB "
+        f"| {mib(peak['agent_anon'])} MiB | {mib(ag['hwm'])} MiB | {ag['oom_kill']} |",
+        f"| containerd + shims | {cd['limit'] // MI} MiB | {mib(cd['max_usage'])} MiB | {mib(peak['containerd_ws'])} MiB "
+        f"| {mib(peak['containerd_anon'])} MiB | containerd {mib(cd['hwm'])} MiB; shims together "
+        f"{mib(peak['shims_rss'])} MiB ({peak['shims']} processes at most) | {cd['oom_kill']} |",
         "",
         f"The agent {'ran through the whole churn' if agent_alive else 'DIED during the churn'}.",
-        "RSS counts shared pages (the binaries' text, mapped by several shims) once per",
-        "process; the cgroup charges each page once, to the cgroup that first touched it.",
+        "The agent's cgroup also holds the CNI plugins it runs at every sandbox's start and",
+        "stop (Go binaries, several at once in a wave), so its working set and anonymous",
+        "peaks are the agent's and theirs together. RSS counts shared pages (the binaries'",
+        "text, mapped by several shims) once per process; the cgroup charges each page once,",
+        "to the cgroup that first touched it.",
         "",
         "Against the anchors: the K3s agent, kubelet and containerd in one process, takes",
         "268–275 MB; KubeEdge's edgecore about 70 MB without its container runtime.",
-        f"kedge's agent peaked at {mib(ag['hwm'])} MiB RSS and containerd with its shims stayed",
-        f"within {cd['limit'] // MI} MiB of cgroup.",
+        f"kedge's agent peaked at {mib(ag['hwm'])} MiB RSS (its cgroup, plugins included, at",
+        f"{mib(peak['agent_anon'])} MiB anonymous), and containerd with all its shims needed at most {mib(peak['containerd_anon'])} MiB of anonymous",
+        f"memory ({mib(peak['containerd_ws'])} MiB working set) of its {cd['limit'] // MI} MiB cgroup; nothing was OOM-killed.",
         "",
     ]
     text = "\n".join(lines)
