@@ -16,6 +16,9 @@
 //! - [`eviction`]: pure logic: thresholds crossed, MemoryPressure, which pod to
 //!   evict and the kubelet's message.
 //!
+//! The agent puts it to work in `edge-agent/src/budgets.rs`: the hierarchy at start,
+//! containerd and the pods placed in it, and the eviction loop over these stats.
+//!
 //! Why not cgroups-rs (which DESIGN.md names): its v1 hierarchy finds its mount
 //! points in /proc/self/mountinfo and its v2 hierarchy is fixed at /sys/fs/cgroup,
 //! so neither can be pointed at a fixture directory; what kedge writes is a handful
