@@ -539,6 +539,29 @@ fn the_budgets_land_in_cgroupfs_and_a_pod_past_its_limit_is_oom_killed() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // containerd dies: the agent's supervisor starts another, through the launcher,
+    // so it is born in its cgroup again.
+    let _ = Command::new("kill")
+        .args(["-KILL", &containerd.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let restarted = loop {
+        let pid = children(node.agent_pid()).into_iter().find(|p| {
+            *p != containerd
+                && std::fs::read_link(format!("/proc/{p}/exe"))
+                    .is_ok_and(|e| e.file_name().is_some_and(|n| n == "containerd"))
+        });
+        if let Some(pid) = pid {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "containerd was not restarted");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        memory_cgroup(restarted),
+        format!("/{}/kedge/system/containerd", node.prefix)
+    );
+
     // An agent that stops with no pods left removes its hierarchy.
     let mut node = node;
     let (status, log) = node
