@@ -420,7 +420,10 @@ impl Budgets {
             .processes(&containerd)
             .unwrap_or_default()
         {
-            debug!(pid, "killing a process left in containerd's cgroup with no pod to serve");
+            debug!(
+                pid,
+                "killing a process left in containerd's cgroup with no pod to serve"
+            );
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
