@@ -271,40 +271,14 @@ impl Node {
             .join(path)
     }
 
-    fn apply(&self, yaml: &str) {
-        self.cluster.ok_stdin(&["apply", "-f", "-"], yaml);
-    }
-
-    fn jsonpath(&self, kind_name: &[&str], path: &str) -> String {
-        let mut args = vec!["get"];
-        args.extend_from_slice(kind_name);
-        let expr = format!("jsonpath={path}");
-        args.extend(["-o", &expr]);
-        let out = self.cluster.kubectl(&args);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    #[track_caller]
-    fn wait_pod(
-        &self,
-        pod: &str,
-        path: &str,
-        what: &str,
-        within: Duration,
-        accept: impl Fn(&str) -> bool,
-    ) -> String {
-        let expr = format!("jsonpath={path}");
-        self.cluster
-            .wait_for(&["get", "pod", pod, "-o", &expr], what, within, accept)
-    }
-
     fn uid(&self, pod: &str) -> String {
-        self.jsonpath(&["pod", pod], "{.metadata.uid}")
+        self.cluster.jsonpath(&["pod", pod], "{.metadata.uid}")
     }
 
     /// The id of a pod's first container, from its status.
     fn container_id(&self, pod: &str) -> String {
-        self.jsonpath(&["pod", pod], "{.status.containerStatuses[0].containerID}")
+        self.cluster
+            .jsonpath(&["pod", pod], "{.status.containerStatuses[0].containerID}")
             .trim_start_matches("containerd://")
             .to_string()
     }
@@ -436,28 +410,29 @@ fn the_budgets_land_in_cgroupfs_and_a_pod_past_its_limit_is_oom_killed() {
         }
     }
 
-    node.apply(&pod(
+    node.cluster.apply(&pod(
         "guaranteed",
         2,
         "sleep 3600",
         "{limits: {cpu: 100m, memory: 32Mi}}",
     ));
-    node.apply(&pod(
+    node.cluster.apply(&pod(
         "burstable",
         2,
         "sleep 3600",
         "{requests: {cpu: 200m, memory: 16Mi}}",
     ));
-    node.apply(&pod("besteffort", 2, "sleep 3600", "{}"));
+    node.cluster
+        .apply(&pod("besteffort", 2, "sleep 3600", "{}"));
     // tail holds its one endless line in memory: 200Mi against a 48Mi limit.
-    node.apply(&pod(
+    node.cluster.apply(&pod(
         "oom",
         2,
         "head -c 200m /dev/zero | tail",
         "{limits: {memory: 48Mi}}",
     ));
     for p in ["guaranteed", "burstable", "besteffort"] {
-        node.wait_pod(
+        node.cluster.wait_pod(
             p,
             "{.status.phase}",
             "the pod runs",
@@ -492,7 +467,7 @@ fn the_budgets_land_in_cgroupfs_and_a_pod_past_its_limit_is_oom_killed() {
     assert_eq!(cpu("kubepods/burstable", "cpu.shares"), "204");
 
     // The pod that allocates past its limit is OOM-killed, and reported so.
-    let last = node.wait_pod(
+    let last = node.cluster.wait_pod(
         "oom",
         "{.status.containerStatuses[0].lastState.terminated.reason} {.status.containerStatuses[0].lastState.terminated.exitCode}",
         "the container is OOM-killed and restarted",
@@ -634,14 +609,14 @@ fn besteffort_hogs_are_evicted_and_a_guaranteed_pod_survives() {
     // A Guaranteed pod that holds 16Mi of its 64Mi, and two BestEffort hogs that
     // wait for a signal, then hold 360Mi and 280Mi: together far past the
     // threshold, and each alone (with kedge's own ~60–120Mi) still past it.
-    node.apply(&pod(
+    node.cluster.apply(&pod(
         "steady",
         2,
         "(head -c 16m /dev/zero; sleep 3600) | tail",
         "{limits: {cpu: 100m, memory: 64Mi}}",
     ));
     for (name, size) in [("hog-big", "360m"), ("hog-small", "280m")] {
-        node.apply(&pod(
+        node.cluster.apply(&pod(
             name,
             30,
             &format!(
@@ -651,7 +626,7 @@ fn besteffort_hogs_are_evicted_and_a_guaranteed_pod_survives() {
         ));
     }
     for p in ["steady", "hog-big", "hog-small"] {
-        node.wait_pod(
+        node.cluster.wait_pod(
             p,
             "{.status.phase}",
             "the pod runs",
@@ -660,7 +635,7 @@ fn besteffort_hogs_are_evicted_and_a_guaranteed_pod_survives() {
         );
     }
     let pressure = || {
-        node.jsonpath(
+        node.cluster.jsonpath(
             &["node", &node.name],
             "{.status.conditions[?(@.type==\"MemoryPressure\")].status}",
         )
@@ -677,7 +652,10 @@ fn besteffort_hogs_are_evicted_and_a_guaranteed_pod_survives() {
         saw_pressure |= pressure() == "True";
         let phases: Vec<String> = ["hog-big", "hog-small"]
             .iter()
-            .map(|h| node.jsonpath(&["pod", h], "{.status.phase}/{.status.reason}"))
+            .map(|h| {
+                node.cluster
+                    .jsonpath(&["pod", h], "{.status.phase}/{.status.reason}")
+            })
             .collect();
         if phases.iter().all(|p| p == "Failed/Evicted") {
             break;
@@ -691,7 +669,7 @@ fn besteffort_hogs_are_evicted_and_a_guaranteed_pod_survives() {
     saw_pressure |= pressure() == "True";
     assert!(saw_pressure, "the node reported MemoryPressure");
     for hog in ["hog-big", "hog-small"] {
-        let message = node.jsonpath(&["pod", hog], "{.status.message}");
+        let message = node.cluster.jsonpath(&["pod", hog], "{.status.message}");
         assert!(
             message.starts_with(
                 "The node was low on resource: memory. Threshold quantity: 700Mi, available: "
@@ -699,7 +677,7 @@ fn besteffort_hogs_are_evicted_and_a_guaranteed_pod_survives() {
                 && message.ends_with(", request is 0, has larger consumption of memory. "),
             "{message}"
         );
-        let target = node.jsonpath(
+        let target = node.cluster.jsonpath(
             &["pod", hog],
             "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}",
         );
@@ -721,14 +699,14 @@ fn besteffort_hogs_are_evicted_and_a_guaranteed_pod_survives() {
     // The Guaranteed pod was never touched; the evicted ones do not start again.
     std::thread::sleep(Duration::from_secs(15));
     assert_eq!(
-        node.jsonpath(
+        node.cluster.jsonpath(
             &["pod", "steady"],
             "{.status.phase} {.status.containerStatuses[0].restartCount}"
         ),
         "Running 0"
     );
     for hog in ["hog-big", "hog-small"] {
-        let state = node.jsonpath(
+        let state = node.cluster.jsonpath(
             &["pod", hog],
             "{.status.phase} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.terminated.exitCode}",
         );

@@ -121,33 +121,6 @@ impl Node {
             assert!(status.success(), "kedge-agent exited with {status}:\n{log}");
         }
     }
-
-    fn apply(&self, yaml: &str) {
-        self.cluster.ok_stdin(&["apply", "-f", "-"], yaml);
-    }
-
-    fn jsonpath(&self, kind_name: &[&str], path: &str) -> String {
-        let mut args = vec!["get"];
-        args.extend_from_slice(kind_name);
-        let expr = format!("jsonpath={path}");
-        args.extend(["-o", &expr]);
-        let out = self.cluster.kubectl(&args);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    #[track_caller]
-    fn wait_pod(
-        &self,
-        pod: &str,
-        path: &str,
-        what: &str,
-        within: Duration,
-        accept: impl Fn(&str) -> bool,
-    ) -> String {
-        let expr = format!("jsonpath={path}");
-        self.cluster
-            .wait_for(&["get", "pod", pod, "-o", &expr], what, within, accept)
-    }
 }
 
 impl Drop for Node {
@@ -222,14 +195,16 @@ spec:
 #[test]
 fn a_deployment_serves_and_kubectl_reaches_its_pods() {
     let node = Node::start(1);
-    node.apply(&web("web", 3, 8080));
+    node.cluster.apply(&web("web", 3, 8080));
     node.cluster
         .ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
-    let pods = node.jsonpath(&["pods", "-l", "app=web"], "{.items[*].metadata.name}");
+    let pods = node
+        .cluster
+        .jsonpath(&["pods", "-l", "app=web"], "{.items[*].metadata.name}");
     let pods: Vec<&str> = pods.split_whitespace().collect();
     assert_eq!(pods.len(), 3, "{pods:?}");
     for pod in &pods {
-        let ip = node.jsonpath(&["pod", pod], "{.status.podIP}");
+        let ip = node.cluster.jsonpath(&["pod", pod], "{.status.podIP}");
         assert!(ip.starts_with("10.101."), "pod {pod} has IP {ip:?}");
         let body = http_get(&format!("{ip}:8080")).expect("the pod serves on its IP");
         assert!(body.contains(&format!("hello from {pod}")), "{body}");
@@ -240,7 +215,9 @@ fn a_deployment_serves_and_kubectl_reaches_its_pods() {
     // pressure conditions next to Ready.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let names = node.jsonpath(&["node", &node.name], "{.status.images[*].names}");
+        let names = node
+            .cluster
+            .jsonpath(&["node", &node.name], "{.status.images[*].names}");
         if names.contains(IMAGE) && names.contains("docker.io/library/busybox@sha256:") {
             break;
         }
@@ -250,7 +227,7 @@ fn a_deployment_serves_and_kubectl_reaches_its_pods() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let conditions = node.jsonpath(
+    let conditions = node.cluster.jsonpath(
         &["node", &node.name],
         "{range .status.conditions[*]}{.type}={.status} {end}",
     );
@@ -258,7 +235,7 @@ fn a_deployment_serves_and_kubectl_reaches_its_pods() {
         conditions.trim(),
         "MemoryPressure=False DiskPressure=False PIDPressure=False Ready=True"
     );
-    let runtime = node.jsonpath(
+    let runtime = node.cluster.jsonpath(
         &["node", &node.name],
         "{.status.nodeInfo.containerRuntimeVersion}",
     );
@@ -333,7 +310,7 @@ fn a_deployment_serves_and_kubectl_reaches_its_pods() {
     assert!(body.contains(&format!("hello from {pod}")), "{body}");
 
     // logs -f follows a container that keeps printing.
-    node.apply(&format!(
+    node.cluster.apply(&format!(
         r#"
 apiVersion: v1
 kind: Pod
@@ -346,7 +323,7 @@ spec:
     command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done"]
 "#
     ));
-    node.wait_pod(
+    node.cluster.wait_pod(
         "ticker",
         "{.status.phase}",
         "ticker runs",
@@ -377,7 +354,7 @@ spec:
 #[test]
 fn crashing_and_unhealthy_containers_restart_and_deleted_pods_stop_in_time() {
     let node = Node::start(2);
-    node.apply(&format!(
+    node.cluster.apply(&format!(
         r#"
 apiVersion: v1
 kind: Pod
@@ -414,13 +391,14 @@ spec:
             "restarts so far: {moves:?}"
         );
         let count: u32 = node
+            .cluster
             .jsonpath(
                 &["pod", "crash"],
                 "{.status.containerStatuses[0].restartCount}",
             )
             .parse()
             .unwrap_or(0);
-        let reason = node.jsonpath(
+        let reason = node.cluster.jsonpath(
             &["pod", "crash"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         );
@@ -439,7 +417,7 @@ spec:
         gaps.windows(2).all(|g| g[1] > g[0] + 4.0),
         "the back-off grows between restarts: {moves:?} (gaps {gaps:?})"
     );
-    let last = node.jsonpath(
+    let last = node.cluster.jsonpath(
         &["pod", "crash"],
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     );
@@ -448,7 +426,7 @@ spec:
     assert!(logs.contains("crashing"), "{logs}");
 
     // The failing liveness probe restarts the other container.
-    node.wait_pod(
+    node.cluster.wait_pod(
         "unhealthy",
         "{.status.containerStatuses[0].restartCount}",
         "a failed liveness probe restarts the container",
@@ -474,7 +452,7 @@ spec:
 
     // Deletion: a pod that exits on SIGTERM goes at once; one that ignores it goes when
     // its grace period ends, not later.
-    node.apply(&format!(
+    node.cluster.apply(&format!(
         r#"
 apiVersion: v1
 kind: Pod
@@ -500,7 +478,7 @@ spec:
 "#
     ));
     for pod in ["polite", "stubborn"] {
-        node.wait_pod(
+        node.cluster.wait_pod(
             pod,
             "{.status.phase}",
             "the pod runs",
@@ -558,18 +536,20 @@ fn kill_httpd(port: u16) {
 fn pods_keep_running_through_two_minutes_without_the_control_plane() {
     const PORT: u16 = 8183;
     let mut node = Node::start(3);
-    node.apply(&web("steady", 2, PORT));
+    node.cluster.apply(&web("steady", 2, PORT));
     node.cluster
         .ok(&["rollout", "status", "deployment/steady", "--timeout=90s"]);
-    let names = node.jsonpath(&["pods", "-l", "app=steady"], "{.items[*].metadata.name}");
+    let names = node
+        .cluster
+        .jsonpath(&["pods", "-l", "app=steady"], "{.items[*].metadata.name}");
     let names: Vec<String> = names.split_whitespace().map(str::to_string).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     let before: Vec<(String, String)> = names
         .iter()
         .map(|n| {
             (
-                node.jsonpath(&["pod", n], "{.metadata.uid}"),
-                node.jsonpath(&["pod", n], "{.status.podIP}"),
+                node.cluster.jsonpath(&["pod", n], "{.metadata.uid}"),
+                node.cluster.jsonpath(&["pod", n], "{.status.podIP}"),
             )
         })
         .collect();
@@ -635,7 +615,7 @@ fn pods_keep_running_through_two_minutes_without_the_control_plane() {
         Duration::from_secs(60),
     );
     for (name, (uid, ip)) in names.iter().zip(&before) {
-        node.wait_pod(
+        node.cluster.wait_pod(
             name,
             "{.metadata.uid} {.status.podIP} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}",
             "the pod's status converges",
@@ -643,7 +623,9 @@ fn pods_keep_running_through_two_minutes_without_the_control_plane() {
             |s| s == format!("{uid} {ip} 2 true"),
         );
     }
-    let now = node.jsonpath(&["pods", "-l", "app=steady"], "{.items[*].metadata.name}");
+    let now = node
+        .cluster
+        .jsonpath(&["pods", "-l", "app=steady"], "{.items[*].metadata.name}");
     let mut now: Vec<String> = now.split_whitespace().map(str::to_string).collect();
     now.sort();
     let mut names = names;
@@ -676,7 +658,7 @@ spec:
     )
     .unwrap();
     let mirror = format!("static-web-{}", node.name);
-    let status = node.wait_pod(
+    let status = node.cluster.wait_pod(
         &mirror,
         "{.metadata.annotations.kubernetes\\.io/config\\.mirror} {.status.phase} {.status.podIP}",
         "the static pod runs and its mirror pod shows it",
@@ -690,7 +672,7 @@ spec:
     let body = http_get(&format!("{ip}:{PORT}")).expect("the static pod serves");
     assert!(body.contains("static"), "{body}");
     assert_eq!(
-        node.jsonpath(&["pod", &mirror], "{.spec.nodeName}"),
+        node.cluster.jsonpath(&["pod", &mirror], "{.spec.nodeName}"),
         node.name
     );
 

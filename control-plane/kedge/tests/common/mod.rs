@@ -217,6 +217,35 @@ impl Cluster {
         }
     }
 
+    /// `kubectl apply -f -` of a YAML document.
+    pub fn apply(&self, yaml: &str) {
+        self.ok_stdin(&["apply", "-f", "-"], yaml);
+    }
+
+    /// `kubectl get <kind_name> -o jsonpath=<path>`: its output, empty on an error.
+    pub fn jsonpath(&self, kind_name: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(kind_name);
+        let expr = format!("jsonpath={path}");
+        args.extend(["-o", &expr]);
+        let out = self.kubectl(&args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls a pod's jsonpath until `accept` takes it; returns the value.
+    #[track_caller]
+    pub fn wait_pod(
+        &self,
+        pod: &str,
+        path: &str,
+        what: &str,
+        within: Duration,
+        accept: impl Fn(&str) -> bool,
+    ) -> String {
+        let expr = format!("jsonpath={path}");
+        self.wait_for(&["get", "pod", pod, "-o", &expr], what, within, accept)
+    }
+
     /// kubectl with this cluster's kubeconfig and its own HOME (so that no
     /// discovery cache leaks between tests).
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
