@@ -310,7 +310,10 @@ def run(a, base, procs, rss_at):
     agent = subprocess.Popen(
         [a.agent, "--server", url, "--token", token, "--node-name", NODE, "--data-dir", adir,
          "--node-password-file", f"{adir}/pw", "--profile", "generic",
-         "--cni-bridge", BRIDGE, "--pod-log-dir", f"{adir}/pod-logs"],
+         "--cni-bridge", BRIDGE, "--pod-log-dir", f"{adir}/pod-logs",
+         # A shared machine's disk may be nearly full: startup is measured, not DiskPressure.
+         "--eviction-hard=nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%",
+         "--eviction-soft=nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%"],
         stderr=agent_log, env=env)
     procs.append(agent)
     api = Api(f"{base}/kc.yaml", base)
