@@ -104,6 +104,7 @@ pub async fn housekeep(client: &Client, live: &LiveNodeStatus, policy: &ImagePol
             &policy.image_fs,
             policy.high_percent,
             policy.low_percent,
+            kedge_containerd::MINIMUM_GC_AGE,
             &in_use,
         )
         .await

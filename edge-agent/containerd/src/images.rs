@@ -358,12 +358,15 @@ impl Client {
     /// Image GC with the kubelet's semantics: when the image filesystem (the one holding
     /// containerd's `root`) is at or above `high_percent` used, removes images not in
     /// `in_use` (names), least recently used first, until usage is below `low_percent`.
+    /// Pinned images and images younger than `min_age` (the agent passes
+    /// [`MINIMUM_GC_AGE`], the kubelet's `--minimum-image-ttl-duration`) stay.
     #[tracing::instrument(name = "image_gc", skip(self, in_use, root))]
     pub async fn image_gc(
         &self,
         root: &Path,
         high_percent: u8,
         low_percent: u8,
+        min_age: std::time::Duration,
         in_use: &HashSet<String>,
     ) -> Result<GcReport> {
         if low_percent > high_percent || high_percent > 100 {
@@ -385,7 +388,7 @@ impl Client {
             .map(|n| normalize(n).unwrap_or_else(|_| n.clone()))
             .collect();
         let images = self.images().await?;
-        for image in gc_candidates(&images, &in_use, jiff::Timestamp::now(), MINIMUM_GC_AGE) {
+        for image in gc_candidates(&images, &in_use, jiff::Timestamp::now(), min_age) {
             if to_free == 0 {
                 break;
             }

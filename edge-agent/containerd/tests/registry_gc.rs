@@ -272,13 +272,27 @@ async fn image_gc_removes_least_recently_used_images_between_thresholds() {
     println!("image fs usage with 3 images: {usage:.1}%");
     assert!(usage > 70.0, "the three images fill the tmpfs: {usage:.1}%");
 
-    let r = c.image_gc(&root, 99, 50, &in_use).await.unwrap();
+    let r = c
+        .image_gc(&root, 99, 50, Duration::ZERO, &in_use)
+        .await
+        .unwrap();
     assert!(
         r.removed.is_empty(),
         "below the high threshold nothing is removed: {r:?}"
     );
+    let r = c
+        .image_gc(&root, 70, 35, kedge_containerd::MINIMUM_GC_AGE, &in_use)
+        .await
+        .unwrap();
+    assert!(
+        r.removed.is_empty(),
+        "images imported a moment ago are younger than the minimum age: {r:?}"
+    );
 
-    let r = c.image_gc(&root, 70, 35, &in_use).await.unwrap();
+    let r = c
+        .image_gc(&root, 70, 35, Duration::ZERO, &in_use)
+        .await
+        .unwrap();
     println!("gc: {r:?}");
     assert_eq!(
         r.removed,
@@ -293,7 +307,9 @@ async fn image_gc_removes_least_recently_used_images_between_thresholds() {
         "the image in use stays"
     );
     assert!(
-        c.image_gc(&root, 50, 60, &in_use).await.is_err(),
+        c.image_gc(&root, 50, 60, Duration::ZERO, &in_use)
+            .await
+            .is_err(),
         "low above high is refused"
     );
     env.teardown().await;
