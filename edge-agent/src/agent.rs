@@ -106,6 +106,7 @@ pub async fn run(
         "local store opened; the sync resumes from its last acked revision"
     );
     let reports = Arc::new(ReportQueue::new(options.report.clone()));
+    let tokens = crate::tokens::ServiceAccountTokens::new(store.clone());
     // The runtime first: pods run from the store whether or not the server answers.
     let runtime = match &options.runtime {
         Some(rt) => {
@@ -120,6 +121,7 @@ pub async fn run(
                     &options.bootstrap.node_name,
                     store.clone(),
                     reports.clone(),
+                    tokens.clone(),
                 )
                 .await?,
             )
@@ -181,6 +183,8 @@ pub async fn run(
                 transport = %connection.transport()
             );
             let channel = kedge_proto::transport::channel(connection.clone());
+            // Pods may ask for ServiceAccount tokens while this connection is up.
+            let _tokens_connected = tokens.connected(channel.clone());
             let session = session(&options, &creds, channel, &store, &reports, addr, &facts);
             let end = tokio::select! {
                 _ = &mut shutdown => break 'dial,

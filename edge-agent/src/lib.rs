@@ -16,6 +16,8 @@
 //! - [`streams`]: what the server may call on the agent over reverse streams (logs,
 //!   exec, port-forward, stats).
 //! - [`sync`]: follows the server's `Node.Sync` stream into the store and acks.
+//! - [`tokens`]: ServiceAccount tokens for pods' projected volumes, requested over the
+//!   tunnel, kept in the store for offline restarts, renewed at 80% of their life.
 //! - [`report`]: batches node status, pod statuses, events and lease renewals for
 //!   `Node.Report`.
 //!
@@ -34,3 +36,4 @@ pub mod report;
 pub mod store;
 pub mod streams;
 pub mod sync;
+pub mod tokens;

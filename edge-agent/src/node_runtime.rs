@@ -122,6 +122,7 @@ impl NodeRuntime {
         node: &str,
         store: Store,
         reports: Arc<ReportQueue>,
+        tokens: Arc<crate::tokens::ServiceAccountTokens>,
     ) -> Result<NodeRuntime, RuntimeStartError> {
         let agent_dir = data_dir.join("agent");
         let endpoint = match &options.endpoint {
@@ -214,6 +215,7 @@ impl NodeRuntime {
                 .budgets
                 .clone()
                 .map(|b| b as Arc<dyn crate::pods::containerd::CgroupPlacement>),
+            tokens,
         };
         let runtime = ContainerdRuntime::new(client.clone(), config, store.clone());
         let streams = PodStreams::new(runtime.clone(), store.clone());

@@ -13,6 +13,10 @@
 //! and follow [`Store::subscribe`], a counter bumped after every batch that
 //! changed something.
 //!
+//! A second table keeps the ServiceAccount tokens the server issued for the
+//! node's pods ([`crate::tokens`]), so that a pod restarted offline mounts
+//! the token it had.
+//!
 //! The store is synchronous (rusqlite); async callers run [`Store::apply`] on
 //! a blocking thread. It must not depend on the network or on tonic.
 
@@ -143,6 +147,15 @@ impl Store {
                  key TEXT PRIMARY KEY,
                  value INTEGER NOT NULL
              );
+             CREATE TABLE IF NOT EXISTS tokens (
+                 pod_uid TEXT NOT NULL,
+                 audience TEXT NOT NULL,
+                 expiration_seconds INTEGER NOT NULL,
+                 token TEXT NOT NULL,
+                 issued_unix INTEGER NOT NULL,
+                 expires_unix INTEGER NOT NULL,
+                 PRIMARY KEY (pod_uid, audience, expiration_seconds)
+             ) WITHOUT ROWID;
              PRAGMA user_version = 1;",
         )
         .map_err(open_err)?;
@@ -316,6 +329,86 @@ impl Store {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
     }
+
+    /// The token last stored for a pod's projection.
+    pub fn token(
+        &self,
+        pod_uid: &str,
+        audience: &str,
+        expiration_seconds: i64,
+    ) -> Result<Option<StoredToken>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT token, issued_unix, expires_unix FROM tokens
+             WHERE pod_uid = ?1 AND audience = ?2 AND expiration_seconds = ?3",
+            params![pod_uid, audience, expiration_seconds],
+            |r| {
+                Ok(StoredToken {
+                    token: r.get(0)?,
+                    issued_unix: r.get(1)?,
+                    expires_unix: r.get(2)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(self.sql("read a token"))
+    }
+
+    /// Stores (replacing) the token for a pod's projection.
+    pub fn put_token(
+        &self,
+        pod_uid: &str,
+        audience: &str,
+        expiration_seconds: i64,
+        token: &StoredToken,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR REPLACE INTO tokens
+             (pod_uid, audience, expiration_seconds, token, issued_unix, expires_unix)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                pod_uid,
+                audience,
+                expiration_seconds,
+                token.token,
+                token.issued_unix,
+                token.expires_unix
+            ],
+        )
+        .map_err(self.sql("store a token"))?;
+        Ok(())
+    }
+
+    /// Forgets every token of a pod (it is gone from the node).
+    pub fn forget_tokens(&self, pod_uid: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM tokens WHERE pod_uid = ?1", params![pod_uid])
+            .map_err(self.sql("forget tokens"))?;
+        Ok(())
+    }
+}
+
+/// A ServiceAccount token as the store keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// The JWT.
+    pub token: String,
+    /// Unix seconds at which the agent received it.
+    pub issued_unix: i64,
+    /// Unix seconds at which it expires.
+    pub expires_unix: i64,
+}
+
+impl std::fmt::Debug for StoredToken {
+    // A token is a credential: never in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("token", &"<redacted>")
+            .field("issued_unix", &self.issued_unix)
+            .field("expires_unix", &self.expires_unix)
+            .finish()
+    }
 }
 
 #[cfg(test)]
@@ -460,5 +553,58 @@ mod tests {
             Store::open(&path),
             Err(StoreError::Schema { found: 7, .. })
         ));
+    }
+
+    #[test]
+    fn tokens_survive_a_restart_and_a_reset_and_go_with_their_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let token = |t: &str, issued_unix| StoredToken {
+            token: t.into(),
+            issued_unix,
+            expires_unix: issued_unix + 3600,
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            assert_eq!(store.token("uid-1", "", 3600).unwrap(), None);
+            store
+                .put_token("uid-1", "", 3600, &token("a", 100))
+                .unwrap();
+            store
+                .put_token("uid-1", "", 3600, &token("b", 200))
+                .unwrap();
+            store
+                .put_token("uid-1", "vault", 3600, &token("v", 100))
+                .unwrap();
+            store
+                .put_token("uid-2", "", 3600, &token("c", 100))
+                .unwrap();
+            // A full resync replaces the objects, not the tokens.
+            store
+                .apply(&SyncBatch {
+                    revision: 3,
+                    reset: true,
+                    changes: vec![],
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.token("uid-1", "", 3600).unwrap(),
+            Some(token("b", 200))
+        );
+        assert_eq!(store.token("uid-1", "", 7200).unwrap(), None);
+        assert_eq!(
+            store.token("uid-1", "vault", 3600).unwrap(),
+            Some(token("v", 100))
+        );
+        store.forget_tokens("uid-1").unwrap();
+        assert_eq!(store.token("uid-1", "", 3600).unwrap(), None);
+        assert_eq!(store.token("uid-1", "vault", 3600).unwrap(), None);
+        assert_eq!(
+            store.token("uid-2", "", 3600).unwrap(),
+            Some(token("c", 100))
+        );
+        assert!(!format!("{:?}", token("secret-jwt", 1)).contains("secret-jwt"));
     }
 }

@@ -153,17 +153,34 @@ impl Drop for Node {
 }
 
 fn http_get(addr: &str) -> Result<String, String> {
+    http_get_path(addr, "/")
+}
+
+fn http_get_path(addr: &str, path: &str) -> Result<String, String> {
     let mut s = std::net::TcpStream::connect_timeout(
         &addr.parse().map_err(|e| format!("{addr}: {e}"))?,
         Duration::from_secs(3),
     )
     .map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
         .map_err(|e| e.to_string())?;
     let mut body = String::new();
     s.read_to_string(&mut body).map_err(|e| e.to_string())?;
     Ok(body)
+}
+
+/// The projected ServiceAccount token a `web` pod copied into its document root.
+fn served_token(ip: &str, port: u16) -> String {
+    let response =
+        http_get_path(&format!("{ip}:{port}"), "/token").expect("the pod serves its token");
+    let token = response
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {response:?}");
+    token.to_string()
 }
 
 fn web(name: &str, replicas: u32, port: u16) -> String {
@@ -183,11 +200,16 @@ spec:
       - name: httpd
         image: {IMAGE}
         imagePullPolicy: IfNotPresent
-        command: ["sh", "-c", "mkdir -p /www && echo hello from $(hostname) > /www/index.html && echo serving && exec httpd -f -v -p {port} -h /www"]
+        command: ["sh", "-c", "mkdir -p /www && echo hello from $(hostname) > /www/index.html && cp /var/run/secrets/tokens/token /www/token && echo serving && exec httpd -f -v -p {port} -h /www"]
         ports: [{{containerPort: {port}}}]
         readinessProbe:
           httpGet: {{path: /, port: {port}}}
           periodSeconds: 1
+        volumeMounts: [{{name: token, mountPath: /var/run/secrets/tokens, readOnly: true}}]
+      volumes:
+      - name: token
+        projected:
+          sources: [{{serviceAccountToken: {{path: token, expirationSeconds: 3600}}}}]
 "#
     )
 }
@@ -210,6 +232,56 @@ fn a_deployment_serves_and_kubectl_reaches_its_pods() {
         assert!(body.contains(&format!("hello from {pod}")), "{body}");
     }
     let pod = pods[0];
+
+    // The projected ServiceAccount token: requested by the agent over the tunnel, bound
+    // to the pod, and accepted by the API server as the pod's service account.
+    let ip = node.cluster.jsonpath(&["pod", pod], "{.status.podIP}");
+    let token = served_token(&ip, 8080);
+    let token = token.as_str();
+    // kubectl as the pod would be: the cluster's server and CA, the token, no client
+    // certificate (which the API server would take first).
+    let view = |path: &str| {
+        node.cluster.ok(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    let as_pod = node.cluster.data_dir.join("pod-kubeconfig.yaml");
+    std::fs::write(
+        &as_pod,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: pod\nclusters:\n- name: c\n  cluster: {{server: '{}', certificate-authority-data: '{}'}}\nusers:\n- name: pod\n  user: {{token: '{token}'}}\ncontexts:\n- name: pod\n  context: {{cluster: c, user: pod}}\n",
+            view("{.clusters[0].cluster.server}"),
+            view("{.clusters[0].cluster.certificate-authority-data}"),
+        ),
+    )
+    .unwrap();
+    let whoami = node.cluster.ok(&[
+        "auth",
+        "whoami",
+        "--kubeconfig",
+        as_pod.to_str().unwrap(),
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(whoami.trim(), "system:serviceaccount:default:default");
+    let claims = token.split('.').nth(1).unwrap_or_default();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+            .expect("base64url claims"),
+    )
+    .expect("JSON claims");
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], *pod, "{claims}");
+    assert_eq!(
+        claims["kubernetes.io"]["node"]["name"], node.name,
+        "{claims}"
+    );
+    let life = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
+    assert_eq!(life, 3600, "the projection's expirationSeconds: {claims}");
 
     // The node's status: its images (the imported one, by tag and repo digest), and the
     // pressure conditions next to Ready.
@@ -555,6 +627,7 @@ fn pods_keep_running_through_two_minutes_without_the_control_plane() {
         .collect();
     let ips: Vec<String> = before.iter().map(|(_, ip)| ip.clone()).collect();
     wait_serving(&ips, PORT, "the pods serve", Duration::from_secs(10));
+    let tokens: Vec<String> = ips.iter().map(|ip| served_token(ip, PORT)).collect();
 
     // The control plane goes away.
     node.cluster.stop();
@@ -597,6 +670,15 @@ fn pods_keep_running_through_two_minutes_without_the_control_plane() {
         "the restarted agent restarts killed containers",
         Duration::from_secs(40),
     );
+    // The restarted containers mount the ServiceAccount tokens the agent stored: the
+    // control plane that issued them is still away.
+    for (ip, token) in ips.iter().zip(&tokens) {
+        assert_eq!(
+            &served_token(ip, PORT),
+            token,
+            "a container restarted offline by a restarted agent has its pod's token"
+        );
+    }
     let left = Duration::from_secs(120).saturating_sub(down.elapsed());
     std::thread::sleep(left);
     wait_serving(

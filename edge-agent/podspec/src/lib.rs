@@ -61,7 +61,7 @@ pub use spec::{
 };
 pub use user::{ProcessUser, UserError, process_user};
 pub use volumes::{
-    HostMounter, Mounter, PlainDirs, PreparedVolume, VolumeError, VolumeFailure, VolumeKind,
-    VolumeSources, VolumeUpdate, cleanup_volumes, prepare_termination_log, prepare_volumes,
-    update_volumes,
+    HostMounter, Mounter, PlainDirs, PreparedVolume, TokenProjection, VolumeError, VolumeFailure,
+    VolumeKind, VolumeSources, VolumeUpdate, cleanup_volumes, prepare_termination_log,
+    prepare_volumes, token_projections, update_volumes,
 };

@@ -284,6 +284,10 @@ spec:
 
     // volumes (PlainDirs: this test is about the spec; the tmpfs mounts have their own test)
     let token = "eyJhbGciOiJSUzI1NiJ9.test.token";
+    let tokens: BTreeMap<_, _> = kedge_podspec::token_projections(&pod)
+        .into_iter()
+        .map(|p| (p, token.to_string()))
+        .collect();
     let volumes = prepare_volumes(
         &pod_dir,
         &pod,
@@ -291,7 +295,7 @@ spec:
             config_maps: &config_maps,
             secrets: &secrets,
             node: &node,
-            service_account_token: Some(token),
+            service_account_tokens: &tokens,
         },
         &PlainDirs,
     )
@@ -449,7 +453,7 @@ spec:
             config_maps: &config_maps,
             secrets: &secrets,
             node: &node,
-            service_account_token: Some(token),
+            service_account_tokens: &tokens,
         },
         &PlainDirs,
     );

@@ -94,6 +94,8 @@ pub struct RuntimeConfig {
     pub memory_capacity: i64,
     /// Places pods and containers in cgroups; `None` leaves runc's defaults.
     pub cgroups: Option<Arc<dyn CgroupPlacement>>,
+    /// ServiceAccount tokens for projected volumes.
+    pub tokens: Arc<crate::tokens::ServiceAccountTokens>,
 }
 
 /// Where pods' processes go in the cgroup tree (implemented over kedge-cgroups).
@@ -304,6 +306,24 @@ impl ContainerdRuntime {
             .filter(|o| o.namespace == namespace)
             .filter_map(|o| Some((o.name.clone(), serde_json::from_slice(&o.object).ok()?)))
             .collect()
+    }
+
+    /// What the pod's volumes read: its namespace's ConfigMaps and Secrets from the
+    /// store, the node, and the ServiceAccount tokens its projections need.
+    async fn volume_inputs(&self, pod: &Pod) -> Result<VolumeInputs, RuntimeError> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let tokens = self
+            .config
+            .tokens
+            .for_pod(pod, &kedge_podspec::token_projections(pod))
+            .await
+            .map_err(|e| RuntimeError::Mount(e.to_string()))?;
+        Ok(VolumeInputs {
+            config_maps: self.objects(ObjectKind::ConfigMap, &ns),
+            secrets: self.objects(ObjectKind::Secret, &ns),
+            node: self.node_info(),
+            tokens,
+        })
     }
 
     fn services(&self) -> Vec<Service> {
@@ -1022,32 +1042,21 @@ impl PodRuntime for ContainerdRuntime {
                 reason: "ErrImagePull",
                 message: format!("image \"{image_name}\" is not present"),
             })?;
-        let config_maps: BTreeMap<String, ConfigMap> = self.objects(ObjectKind::ConfigMap, &ns);
-        let secrets: BTreeMap<String, Secret> = self.objects(ObjectKind::Secret, &ns);
+        let inputs = self.volume_inputs(pod).await?;
         let services = self.services();
-        let node = self.node_info();
         let pod_dir = self.pod_dir(&uid);
-        let volumes = kedge_podspec::prepare_volumes(
-            &pod_dir,
-            pod,
-            &VolumeSources {
-                config_maps: &config_maps,
-                secrets: &secrets,
-                node: &node,
-                service_account_token: None,
-            },
-            &HostMounter,
-        )
-        .map_err(|e| RuntimeError::Mount(e.event_message()))?;
+        let volumes =
+            kedge_podspec::prepare_volumes(&pod_dir, pod, &inputs.sources(), &HostMounter)
+                .map_err(|e| RuntimeError::Mount(e.event_message()))?;
         let pod_ips: Vec<String> = sandbox.ip.iter().map(|ip| ip.to_string()).collect();
         let env = kedge_podspec::resolve_env(
             pod,
             container,
             &EnvSources {
-                config_maps: &config_maps,
-                secrets: &secrets,
+                config_maps: &inputs.config_maps,
+                secrets: &inputs.secrets,
                 services: &services,
-                node: &node,
+                node: &inputs.node,
                 pod_ips: &pod_ips,
             },
         )
@@ -1321,6 +1330,49 @@ impl PodRuntime for ContainerdRuntime {
         if let Some(cg) = &self.config.cgroups {
             cg.remove_pod(pod_uid);
         }
+        self.config.tokens.forget(pod_uid);
         Ok(())
+    }
+
+    async fn refresh_volumes(&self, pod: &Pod) -> Result<Vec<String>, RuntimeError> {
+        let refreshable = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| {
+                v.config_map.is_some()
+                    || v.secret.is_some()
+                    || v.downward_api.is_some()
+                    || v.projected.is_some()
+            });
+        let dir = self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default());
+        if !refreshable || !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let inputs = self.volume_inputs(pod).await?;
+        let update = kedge_podspec::update_volumes(&dir, pod, &inputs.sources(), &HostMounter);
+        match update.errors.into_iter().next() {
+            Some(e) => Err(RuntimeError::Mount(e.event_message())),
+            None => Ok(update.changed),
+        }
+    }
+}
+
+/// What a pod's volumes (and environment) read; see [`ContainerdRuntime::volume_inputs`].
+struct VolumeInputs {
+    config_maps: BTreeMap<String, ConfigMap>,
+    secrets: BTreeMap<String, Secret>,
+    node: NodeInfo,
+    tokens: BTreeMap<kedge_podspec::TokenProjection, String>,
+}
+
+impl VolumeInputs {
+    fn sources(&self) -> VolumeSources<'_> {
+        VolumeSources {
+            config_maps: &self.config_maps,
+            secrets: &self.secrets,
+            node: &self.node,
+            service_account_tokens: &self.tokens,
+        }
     }
 }

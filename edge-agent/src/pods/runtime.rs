@@ -237,4 +237,11 @@ pub trait PodRuntime: Send + Sync + std::fmt::Debug + 'static {
     /// Removes what is left of a pod the manager no longer knows: volumes, its log
     /// directory, its cgroup. Idempotent.
     async fn cleanup_pod(&self, pod_uid: &str) -> Result<(), RuntimeError>;
+
+    /// Re-applies a running pod's configMap, secret, downwardAPI and projected
+    /// volumes (a changed ConfigMap or Secret, a renewed token), as the kubelet does
+    /// on every sync. Returns the volumes whose files changed.
+    async fn refresh_volumes(&self, _pod: &Pod) -> Result<Vec<String>, RuntimeError> {
+        Ok(Vec::new())
+    }
 }

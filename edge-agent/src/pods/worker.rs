@@ -425,10 +425,30 @@ impl Worker {
         self.waiting.clear();
         let result = self.act(&pod, &observed, &actions).await;
         let observed = self.observe().await?;
+        self.refresh_volumes(&pod, &observed).await;
         self.track_probes(&observed);
         self.prune(&observed).await;
         self.report(&observed);
         result
+    }
+
+    /// Keeps a running pod's volumes current (the kubelet re-mounts on every sync): a
+    /// changed ConfigMap or Secret, a renewed ServiceAccount token.
+    async fn refresh_volumes(&self, pod: &Pod, observed: &PodObserved) {
+        let running = observed
+            .containers
+            .iter()
+            .any(|c| c.state == ContainerState::Running);
+        if !running {
+            return;
+        }
+        match self.ctx.runtime.refresh_volumes(pod).await {
+            Ok(changed) if !changed.is_empty() => {
+                debug!(pod = %pod_ref(pod), ?changed, "volumes updated");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(pod = %pod_ref(pod), error = %e, "cannot update the pod's volumes"),
+        }
     }
 
     async fn act(

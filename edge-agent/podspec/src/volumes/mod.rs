@@ -28,7 +28,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume,
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, ServiceAccountTokenProjection, Volume,
 };
 
 pub use atomic::{FileProjection, Payload};
@@ -51,9 +51,49 @@ pub struct VolumeSources<'a> {
     pub secrets: &'a BTreeMap<String, Secret>,
     /// The node (allocatable, for resourceFieldRef and tmpfs sizes).
     pub node: &'a NodeInfo,
-    /// The ServiceAccount token for `serviceAccountToken` projections (the
-    /// pod manager obtains it).
-    pub service_account_token: Option<&'a str>,
+    /// The ServiceAccount tokens for the pod's `serviceAccountToken`
+    /// projections, by what each asks for (the pod manager obtains them; see
+    /// [`token_projections`]).
+    pub service_account_tokens: &'a BTreeMap<TokenProjection, String>,
+}
+
+/// What one `serviceAccountToken` projection asks for: a token for an audience
+/// (empty: the API server's own) that lives `expiration_seconds` (API defaulting
+/// gives 3600).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenProjection {
+    pub audience: String,
+    pub expiration_seconds: i64,
+}
+
+impl TokenProjection {
+    /// The lifetime a projection without `expirationSeconds` gets.
+    pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
+
+    fn of(p: &ServiceAccountTokenProjection) -> TokenProjection {
+        TokenProjection {
+            audience: p.audience.clone().unwrap_or_default(),
+            expiration_seconds: p
+                .expiration_seconds
+                .unwrap_or(Self::DEFAULT_EXPIRATION_SECONDS),
+        }
+    }
+}
+
+/// The distinct tokens a pod's projected volumes need, in order.
+pub fn token_projections(pod: &Pod) -> Vec<TokenProjection> {
+    let mut out: Vec<TokenProjection> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref())
+        .map(TokenProjection::of)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The volume plugins kedge implements.
@@ -164,7 +204,7 @@ pub enum VolumeFailure {
     #[error("bad sizeLimit: {0}")]
     SizeLimit(#[source] QuantityError),
     #[error(
-        "no ServiceAccount token for the serviceAccountToken projection: the pod manager must request one and pass it in VolumeSources"
+        "no ServiceAccount token for the serviceAccountToken projection yet: the node obtains one from the control plane (is it reachable?)"
     )]
     NoToken,
     #[error(
@@ -457,7 +497,8 @@ fn projected_payload(
         }
         if let Some(t) = &p.service_account_token {
             let token = sources
-                .service_account_token
+                .service_account_tokens
+                .get(&TokenProjection::of(t))
                 .ok_or(VolumeFailure::NoToken)?;
             // with fsGroup, 0600 here and the group read bit from the ownership pass: 0640
             let mode = if fs_group.is_some() {

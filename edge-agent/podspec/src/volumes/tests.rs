@@ -11,7 +11,7 @@ struct World {
     config_maps: BTreeMap<String, ConfigMap>,
     secrets: BTreeMap<String, Secret>,
     node: NodeInfo,
-    token: Option<String>,
+    tokens: BTreeMap<TokenProjection, String>,
 }
 
 impl World {
@@ -42,7 +42,7 @@ impl World {
                 .into(),
                 memory_capacity: 2 << 30,
             },
-            token: Some("eyJhbGciOiJSUzI1NiJ9.payload.sig".into()),
+            tokens: tokens("eyJhbGciOiJSUzI1NiJ9.payload.sig"),
         }
     }
 
@@ -51,9 +51,24 @@ impl World {
             config_maps: &self.config_maps,
             secrets: &self.secrets,
             node: &self.node,
-            service_account_token: self.token.as_deref(),
+            service_account_tokens: &self.tokens,
         }
     }
+}
+
+/// The same token for the projections these tests use: the API server's audience, for
+/// 3607 s (the admission plugin's) and the default 3600 s.
+fn tokens(token: &str) -> BTreeMap<TokenProjection, String> {
+    [3607, TokenProjection::DEFAULT_EXPIRATION_SECONDS]
+        .into_iter()
+        .map(|expiration_seconds| {
+            let p = TokenProjection {
+                audience: String::new(),
+                expiration_seconds,
+            };
+            (p, token.to_string())
+        })
+        .collect()
 }
 
 fn pod(volumes: &str) -> Pod {
@@ -315,15 +330,22 @@ fn projected_service_account_volume_with_token() {
     // a new token is an update, swapped atomically
     let before = fs::read_link(d.join("..data")).unwrap();
     let mut w2 = World::new();
-    w2.token = Some("rotated".into());
+    w2.tokens = tokens("rotated");
     let update = update_volumes(tmp.path(), &p, &w2.sources(), &PlainDirs);
     assert!(update.errors.is_empty(), "{:?}", update.errors);
     assert_eq!(update.changed, ["kube-api-access"]);
     assert_eq!(read(&d.join("token")), "rotated");
     assert_ne!(fs::read_link(d.join("..data")).unwrap(), before);
 
-    // no token given: a clear error
-    w2.token = None;
+    // no token for this projection's audience: a clear error
+    w2.tokens.clear();
+    w2.tokens.insert(
+        TokenProjection {
+            audience: "vault".into(),
+            expiration_seconds: 3607,
+        },
+        "for vault".into(),
+    );
     let err = prepare(tmp.path(), &p, &w2).unwrap_err().to_string();
     assert!(err.contains("no ServiceAccount token"), "{err}");
 }
@@ -670,4 +692,23 @@ fn real_tmpfs_mounts_as_root() {
         !mounts.contains(&pod_dir.display().to_string()),
         "nothing left mounted"
     );
+}
+
+#[test]
+fn token_projections_are_distinct_and_defaulted() {
+    let p = pod(r#"[{name: a, projected: {sources: [
+            {serviceAccountToken: {path: token}},
+            {serviceAccountToken: {path: vault-token, audience: vault, expirationSeconds: 7200}}]}},
+            {name: b, projected: {sources: [{serviceAccountToken: {path: t}}]}},
+            {name: c, configMap: {name: app-config}}]"#);
+    let want = |audience: &str, expiration_seconds| TokenProjection {
+        audience: audience.into(),
+        expiration_seconds,
+    };
+    assert_eq!(
+        token_projections(&p),
+        [want("", 3600), want("vault", 7200)],
+        "one token per audience and lifetime, the default lifetime filled in"
+    );
+    assert!(token_projections(&pod("[{name: c, configMap: {name: x}}]")).is_empty());
 }
