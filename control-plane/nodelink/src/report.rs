@@ -224,11 +224,17 @@ pub fn micro_time(t: std::time::SystemTime) -> String {
 pub struct Reporter {
     registry: Registry,
     clock: Arc<dyn Clock>,
+    /// Tells apart the names of events generated in the same millisecond.
+    event_sequence: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Reporter {
     pub fn new(registry: Registry, clock: Arc<dyn Clock>) -> Reporter {
-        Reporter { registry, clock }
+        Reporter {
+            registry,
+            clock,
+            event_sequence: Arc::default(),
+        }
     }
 
     /// Applies each report of `batch` for `node`; one result per report, in
@@ -595,7 +601,15 @@ impl Reporter {
         };
         ev["apiVersion"] = json!("v1");
         ev["kind"] = json!("Event");
-        let generated = format!("{name}.{:x}", self.clock.now_unix_ms());
+        // Upstream's `<object>.<unix nanoseconds, hex>`; the sub-millisecond digits
+        // count, so that events of one batch (Created, Started) get distinct names.
+        let sequence = self
+            .event_sequence
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 1_000_000;
+        let nanos = u128::try_from(self.clock.now_unix_ms()).unwrap_or_default() * 1_000_000
+            + u128::from(sequence);
+        let generated = format!("{name}.{nanos:x}");
         if let Some(meta) = ev.as_object_mut().map(|o| {
             o.entry("metadata")
                 .or_insert_with(|| Value::Object(Map::new()))
@@ -940,6 +954,9 @@ mod tests {
                 batch(vec![
                     ev("Node", "", "n1", ""),
                     ev("Pod", "default", "p1", &uid1),
+                    // A second event about p1 in the same millisecond (the clock stands
+                    // still): a name of its own, not "already exists".
+                    ev("Pod", "default", "p1", &uid1),
                     ev("Node", "", "n2", ""),
                     ev("Pod", "default", "p2", ""),
                     ev("Secret", "default", "s", ""),
@@ -948,11 +965,11 @@ mod tests {
             )
             .await;
         let errors: Vec<&str> = resp.results.iter().map(|r| r.error.as_str()).collect();
-        assert_eq!(&errors[..2], &["", ""], "{errors:?}");
-        for e in &errors[2..5] {
+        assert_eq!(&errors[..3], &["", "", ""], "{errors:?}");
+        for e in &errors[3..6] {
             assert!(e.contains("node n1 may not"), "{errors:?}");
         }
-        assert!(errors[5].starts_with("malformed event"), "{errors:?}");
+        assert!(errors[6].starts_with("malformed event"), "{errors:?}");
         let list = api
             .registry
             .list(info("", "events").unwrap(), None, &Default::default())
@@ -964,6 +981,7 @@ mod tests {
             .filter_map(|e| str_at(e, "/involvedObject/name"))
             .collect();
         assert!(about.contains(&"n1") && about.contains(&"p1"), "{about:?}");
+        assert_eq!(about.iter().filter(|&&a| a == "p1").count(), 2, "{about:?}");
         assert!(
             !about.contains(&"n2") && !about.contains(&"p2"),
             "{about:?}"

@@ -259,12 +259,7 @@ impl Supervisor {
         write_atomic(&config.config_path(), config.render().as_bytes())?;
         let socket = config.socket_path();
         if socket.exists() {
-            if tokio::net::UnixStream::connect(&socket).await.is_ok() {
-                return Err(Error::Config(format!(
-                    "another containerd already listens on {}; stop it or use it with --container-runtime-endpoint",
-                    socket.display()
-                )));
-            }
+            stop_leftover(&config, &socket).await?;
             let _ = std::fs::remove_file(&socket);
         }
 
@@ -442,6 +437,76 @@ async fn supervise(
                 delay: next,
             });
         }
+    }
+}
+
+/// Something answers on our socket. A containerd running with our config was left by
+/// an agent that was killed without stopping it: it is stopped (SIGTERM, SIGKILL after
+/// 10 s; the pods' containers live in their shims and keep running), so that the new
+/// one runs supervised. Anything else is an error naming the process.
+async fn stop_leftover(config: &ContainerdConfig, socket: &Path) -> Result<()> {
+    let Ok(stream) = tokio::net::UnixStream::connect(socket).await else {
+        return Ok(()); // a stale socket file
+    };
+    let pid = stream
+        .peer_cred()
+        .ok()
+        .and_then(|c| c.pid())
+        .filter(|&p| p > 0);
+    drop(stream);
+    let config_path = config.config_path();
+    let Some(pid) = pid.filter(|&p| runs_with_config(p, &config_path)) else {
+        let who = pid.map_or_else(|| "a process".to_string(), |p| format!("process {p}"));
+        return Err(Error::Config(format!(
+            "{who} already listens on {} and is not a containerd started with {}: stop it, or use it with --container-runtime-endpoint",
+            socket.display(),
+            config_path.display()
+        )));
+    };
+    tracing::warn!(
+        pid,
+        "a containerd of an earlier agent still runs with this data dir; stopping it (the containers keep running) and starting a supervised one"
+    );
+    let target = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !process_gone(pid) {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                pid,
+                "the earlier containerd ignored SIGTERM for 10s; killing it"
+            );
+            let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !process_gone(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Whether process `pid` runs with `--config <config>` on its command line.
+fn runs_with_config(pid: i32, config: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    args.windows(2)
+        .any(|w| w[0] == b"--config" && w[1] == config.as_os_str().as_bytes())
+}
+
+/// Whether process `pid` has exited (gone, or a zombie its parent has not reaped).
+fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
     }
 }
 

@@ -10,7 +10,7 @@ use common::{Env, process, read_all, spec, uid, within};
 use futures::StreamExt;
 use kedge_containerd::crilog::{self, ReadOptions, RotationPolicy};
 use kedge_containerd::testimage::{BusyboxImage, ImageFormat, build_busybox_image, build_image};
-use kedge_containerd::{ContainerdState, TaskIo, TaskState};
+use kedge_containerd::{ContainerdConfig, ContainerdState, Supervisor, TaskIo, TaskState};
 use nix::sys::signal::Signal;
 
 async fn logs(path: &std::path::Path) -> String {
@@ -598,4 +598,83 @@ async fn one_shim_serves_a_whole_pod() {
         ));
     }
     within("teardown", env.teardown()).await;
+}
+
+/// An agent killed hard (SIGKILL, OOM) leaves its containerd running. The next agent
+/// finds a containerd with its own config on its socket: it stops that one and starts
+/// a supervised one, and the containers keep running. A process that is not such a
+/// containerd is never touched: starting fails and names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containerd_left_by_a_killed_agent_is_replaced() {
+    let mut env = Env::start().await;
+    let image = env.busybox("busybox:leftover").await;
+    let id = uid("survivor");
+    env.client
+        .create_container(
+            &id,
+            &image,
+            &spec(&["sleep", "1000"], false),
+            HashMap::new(),
+        )
+        .await
+        .unwrap();
+    let (pid, _streams) = env.client.start(&id, TaskIo::default()).await.unwrap();
+
+    // The killed agent's containerd: the same config, nobody supervising it.
+    env.sup.take().unwrap().shutdown().await;
+    let mut leftover = std::process::Command::new(&env.config.binary)
+        .arg("--config")
+        .arg(env.config.config_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("containerd");
+    let socket = env.config.socket_path();
+    within("the leftover containerd answers", async {
+        while tokio::net::UnixStream::connect(&socket).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    let sup = Supervisor::start(env.config.clone())
+        .await
+        .expect("the next agent replaces the leftover containerd");
+    let exited = leftover.try_wait().unwrap();
+    assert!(
+        exited.is_some(),
+        "the leftover containerd was stopped before the new one started"
+    );
+    assert_ne!(sup.pid(), Some(leftover.id()));
+    env.sup = Some(sup);
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok(),
+        "the container kept running"
+    );
+    let mut status = None;
+    for _ in 0..50 {
+        match env.client.task_status(&id).await {
+            Ok(s) => {
+                status = s;
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(status, Some(TaskState::Running { pid }));
+
+    // Someone else's socket.
+    let other = tempfile::tempdir().unwrap();
+    let mut config = ContainerdConfig::new(other.path().join("agent"));
+    config.state_dir = other.path().join("state");
+    std::fs::create_dir_all(config.socket_path().parent().unwrap()).unwrap();
+    let _listener = tokio::net::UnixListener::bind(config.socket_path()).unwrap();
+    let err = Supervisor::start(config).await.err().expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("process {}", std::process::id()))
+            && msg.contains("is not a containerd started with"),
+        "{msg}"
+    );
+    env.teardown().await;
 }
