@@ -645,11 +645,30 @@ fn options(args: Args) -> Result<(AgentOptions, Option<BudgetConfig>)> {
     Ok((agent, budgets))
 }
 
+/// The error and its causes, `: `-separated, leaving out a cause whose text the message
+/// before it already holds (our errors often say their cause, and also keep it as their
+/// source).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let argv = match with_config_file(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(err) => {
-            eprintln!("kedge-agent: {err:#}");
+            eprintln!("kedge-agent: {}", error_chain(&err));
             return ExitCode::FAILURE;
         }
     };
@@ -658,7 +677,7 @@ fn main() -> ExitCode {
         return match profile_command(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("kedge-agent: {err:#}");
+                eprintln!("kedge-agent: {}", error_chain(&err));
                 ExitCode::FAILURE
             }
         };
@@ -699,7 +718,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("kedge-agent: {err:#}");
+            eprintln!("kedge-agent: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
@@ -708,6 +727,27 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("invalid containerd configuration: socket busy")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("containerd: {0}")]
+        struct Middle(#[source] Inner);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot start the container runtime")]
+        struct Outer(#[source] Middle);
+        assert_eq!(
+            error_chain(&anyhow::Error::from(Middle(Inner))),
+            "containerd: invalid containerd configuration: socket busy"
+        );
+        assert_eq!(
+            error_chain(&anyhow::Error::from(Outer(Middle(Inner)))),
+            "cannot start the container runtime: containerd: invalid containerd configuration: socket busy"
+        );
+    }
     use clap::CommandFactory;
 
     fn args(yaml: &str, set: &[&str]) -> Result<Vec<String>> {
@@ -836,10 +876,7 @@ mod tests {
         );
 
         let err = |extra: &[&str]| {
-            format!(
-                "{:#}",
-                override_thresholds(&mut zero(), &args(extra)).unwrap_err()
-            )
+            error_chain(&override_thresholds(&mut zero(), &args(extra)).unwrap_err())
         };
         assert_eq!(
             err(&["--eviction-hard=memory.avail<1Mi"]),

@@ -8,7 +8,10 @@
 //! - Events: kept in order, at most `max_events`; past that the oldest are
 //!   dropped (and counted), as a flapping container must not grow memory.
 //!
-//! [`ReportQueue::run`] flushes at most every `flush_interval`, or at once
+//! [`ReportQueue::run`] flushes at most every `flush_interval`, `pod_delay`
+//! after a pod's status or a pod action was queued (a pod that started should
+//! show Running at once, as the kubelet's status manager sends it at once; the
+//! short delay gathers the statuses of pods that change together), or at once
 //! when `batch_size` reports are queued, in batches of at most `batch_size`
 //! (the hardware profile decides the size). A batch that fails to send goes
 //! back into the queue, except what a newer report replaced meanwhile. A
@@ -38,6 +41,9 @@ pub struct ReportConfig {
     pub batch_size: usize,
     /// The longest a report waits before it is sent.
     pub flush_interval: Duration,
+    /// How long a pod's status (or a pod deletion, a mirror pod) waits before it is
+    /// sent, gathering others that change together.
+    pub pod_delay: Duration,
     /// The most events kept while the server cannot be reached.
     pub max_events: usize,
 }
@@ -47,6 +53,7 @@ impl Default for ReportConfig {
         ReportConfig {
             batch_size: 64,
             flush_interval: Duration::from_secs(1),
+            pod_delay: Duration::from_millis(20),
             max_events: 256,
         }
     }
@@ -133,6 +140,7 @@ pub struct ReportQueue {
     config: ReportConfig,
     pending: Mutex<Pending>,
     full: Notify,
+    pod_changed: Notify,
 }
 
 impl ReportQueue {
@@ -145,6 +153,7 @@ impl ReportQueue {
             },
             pending: Mutex::new(Pending::default()),
             full: Notify::new(),
+            pod_changed: Notify::new(),
         }
     }
 
@@ -173,6 +182,7 @@ impl ReportQueue {
             p.pods
                 .insert((report.namespace.clone(), report.name.clone()), report)
         });
+        self.pod_changed.notify_one();
     }
 
     /// Asks the server to delete a pod the agent stopped (the kubelet's final delete).
@@ -184,12 +194,14 @@ impl ReportQueue {
             uid: uid.into(),
         });
         self.with(|p| p.actions.insert(key, kind));
+        self.pod_changed.notify_one();
     }
 
     /// Asks the server to create a mirror pod, JSON.
     pub fn mirror_pod(&self, namespace: &str, name: &str, pod_json: Vec<u8>) {
         let key = (namespace.to_string(), name.to_string());
         self.with(|p| p.actions.insert(key, Kind::MirrorPod(pod_json)));
+        self.pod_changed.notify_one();
     }
 
     /// Drops a queued status of a pod that is gone.
@@ -326,9 +338,9 @@ impl ReportQueue {
         Ok(sent)
     }
 
-    /// Flushes every `flush_interval`, or at once when a batch is full,
-    /// until a send fails; the caller reconnects and runs it again (nothing
-    /// is lost).
+    /// Flushes every `flush_interval`, `pod_delay` after a pod report, or at
+    /// once when a batch is full, until a send fails; the caller reconnects
+    /// and runs it again (nothing is lost).
     pub async fn run(&self, sink: &mut impl ReportSink) -> Result<(), tonic::Status> {
         let mut tick = tokio::time::interval(self.config.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -336,6 +348,12 @@ impl ReportQueue {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = self.full.notified() => {}
+                _ = self.pod_changed.notified() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.pod_delay) => {}
+                        _ = self.full.notified() => {}
+                    }
+                }
             }
             self.flush(sink).await?;
         }
@@ -429,6 +447,7 @@ mod tests {
         let q = ReportQueue::new(ReportConfig {
             batch_size: 100,
             flush_interval: Duration::from_secs(1),
+            pod_delay: Duration::from_millis(20),
             max_events: 3,
         });
         q.node(b"n-old".to_vec());
@@ -469,6 +488,7 @@ mod tests {
         let q = ReportQueue::new(ReportConfig {
             batch_size: 100,
             flush_interval: Duration::from_secs(1),
+            pod_delay: Duration::from_millis(20),
             max_events: 10,
         });
         q.pod_status(pod("a", "Pending"));
@@ -499,6 +519,7 @@ mod tests {
         let q = Arc::new(ReportQueue::new(ReportConfig {
             batch_size: 3,
             flush_interval: Duration::from_millis(500),
+            pod_delay: Duration::from_millis(20),
             max_events: 100,
         }));
         let sink = Recorder::default();
@@ -528,6 +549,26 @@ mod tests {
             .map(|b| b.reports.len())
             .collect();
         assert_eq!(sizes, vec![1, 3, 3, 1]);
+
+        // A pod's status goes after the short pod delay, with what came meanwhile.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = batches.lock().unwrap().len();
+        q.pod_status(PodStatusReport {
+            namespace: "default".into(),
+            name: "web".into(),
+            ..Default::default()
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        q.event(b"started".to_vec());
+        assert_eq!(
+            batches.lock().unwrap().len(),
+            before,
+            "waits for the pod delay"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let batches = batches.lock().unwrap();
+        assert_eq!(batches.len(), before + 1, "sent well before the interval");
+        assert_eq!(batches[before].reports.len(), 2, "the status and the event");
         runner.abort();
     }
 }
