@@ -216,6 +216,14 @@ impl PodRuntime for FakeRuntime {
 
     async fn ensure_image(&self, _pod: &Pod, c: &Container) -> Result<String, RuntimeError> {
         let image = c.image.clone().unwrap_or_default();
+        if image == "unreachable" {
+            self.lock().calls.push(format!("pull {image}"));
+            return Err(RuntimeError::Image {
+                reason: "ErrImagePull",
+                message: "failed to pull and unpack image \"unreachable\": no registry answers"
+                    .into(),
+            });
+        }
         if image == "missing" {
             return Err(RuntimeError::Image {
                 reason: "ErrImageNeverPull",

@@ -355,6 +355,49 @@ async fn a_missing_image_waits_with_its_reason() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failing_pull_backs_off_longer_each_time() {
+    let mut h = Harness::new();
+    h.put(pod("pull", "Always", json!({"image": "unreachable"})));
+    let mut m = h.manager();
+    let waiting = |h: &Harness| {
+        let status = h.statuses.last("pull").unwrap();
+        let state = status.container_statuses.unwrap()[0].state.clone().unwrap();
+        let w = state.waiting.unwrap();
+        (w.reason.unwrap_or_default(), w.message.unwrap_or_default())
+    };
+    run_for(&mut m, Duration::from_secs(2)).await;
+    assert_eq!(h.runtime.count("pull"), 1);
+    // ErrImagePull first, then (a sync later) ImagePullBackOff until the back-off ends:
+    // 10 s, then 20 s, between pulls.
+    let first = h.statuses.reported.lock().unwrap()[0].1.clone();
+    let state = first.container_statuses.unwrap()[0].state.clone().unwrap();
+    assert_eq!(
+        state.waiting.unwrap().reason.as_deref(),
+        Some("ErrImagePull")
+    );
+    run_for(&mut m, Duration::from_secs(7)).await;
+    assert_eq!(h.runtime.count("pull"), 1, "{:?}", h.runtime.calls());
+    let (reason, message) = waiting(&h);
+    assert_eq!(reason, "ImagePullBackOff");
+    assert_eq!(
+        message,
+        "Back-off pulling image \"unreachable\": ErrImagePull: failed to pull and unpack image \"unreachable\": no registry answers"
+    );
+    assert!(
+        h.reasons().contains(&"BackOff".to_string()),
+        "{:?}",
+        h.reasons()
+    );
+    run_for(&mut m, Duration::from_secs(3)).await;
+    assert_eq!(h.runtime.count("pull"), 2, "pulled again after 10 s");
+    run_for(&mut m, Duration::from_secs(17)).await;
+    assert_eq!(h.runtime.count("pull"), 2, "then waits 20 s");
+    run_for(&mut m, Duration::from_secs(5)).await;
+    assert_eq!(h.runtime.count("pull"), 3);
+    assert_eq!(h.runtime.count("start"), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_evicted_pod_is_stopped_reported_failed_and_not_started_again() {
     use super::worker::PodEviction;
     let mut h = Harness::new();

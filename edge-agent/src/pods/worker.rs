@@ -183,6 +183,10 @@ pub struct Worker {
     probes: ProbeTracker,
     prober: Prober,
     backoff: Backoff,
+    /// Image pulls that failed: back-off per (container, image), as the kubelet's
+    /// ImagePullBackOff, with when and why the last pull failed.
+    image_backoff: Backoff,
+    image_failures: HashMap<String, (Timestamp, String)>,
     waiting: HashMap<String, Waiting>,
     /// When each running container was first seen running, for probe delays.
     seen_running: HashMap<String, Instant>,
@@ -208,6 +212,8 @@ impl Worker {
             probes: ProbeTracker::default(),
             prober,
             backoff: Backoff::default(),
+            image_backoff: Backoff::default(),
+            image_failures: HashMap::new(),
             waiting: HashMap::new(),
             seen_running: HashMap::new(),
             last_status: None,
@@ -561,8 +567,35 @@ impl Worker {
             }
             self.backoff.next(&key, finished);
         }
+        let image = container.image.clone().unwrap_or_default();
+        let image_key = Backoff::key(uid(pod), &container.name, &format!("image {image}"));
+        if let Some((failed_at, error)) = self.image_failures.get(&image_key) {
+            let now = self.now();
+            if self
+                .image_backoff
+                .in_backoff_since(&image_key, *failed_at, now)
+            {
+                let message = format!("Back-off pulling image \"{image}\"");
+                self.ctx
+                    .events
+                    .pod(pod, field_path, EventType::Normal, "BackOff", &message, now);
+                self.waiting.insert(
+                    container.name.clone(),
+                    Waiting {
+                        reason: "ImagePullBackOff".into(),
+                        message: format!("{message}: ErrImagePull: {error}"),
+                    },
+                );
+                let wait = self.image_backoff.get(&image_key);
+                let elapsed = now.duration_since(*failed_at).unsigned_abs();
+                let ends = Instant::now() + wait.saturating_sub(elapsed);
+                self.backoff_ends = Some(self.backoff_ends.map_or(ends, |e| e.min(ends)));
+                return;
+            }
+        }
         match self.ctx.runtime.ensure_image(pod, container).await {
             Ok(message) => {
+                self.image_failures.remove(&image_key);
                 self.ctx.events.pod(
                     pod,
                     field_path.clone(),
@@ -573,6 +606,20 @@ impl Worker {
                 );
             }
             Err(e) => {
+                if let RuntimeError::Image {
+                    reason: "ErrImagePull",
+                    message,
+                } = &e
+                {
+                    let now = self.now();
+                    self.image_backoff.next(&image_key, now);
+                    self.image_failures
+                        .insert(image_key, (now, message.clone()));
+                    // Sync again shortly: the container then shows ImagePullBackOff
+                    // until the back-off ends, as the kubelet's does.
+                    let soon = Instant::now() + Duration::from_secs(1);
+                    self.backoff_ends = Some(self.backoff_ends.map_or(soon, |e| e.min(soon)));
+                }
                 self.fail(pod, container, "Failed", &e);
                 return;
             }
