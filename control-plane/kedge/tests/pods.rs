@@ -496,6 +496,31 @@ spec:
     assert_eq!(last, "1");
     let logs = node.cluster.ok(&["logs", "crash", "--previous"]);
     assert!(logs.contains("crashing"), "{logs}");
+    // Repeated events are one Event with a count (kubectl describe: "x3 over 40s").
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let counts = node.cluster.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=crash,reason=BackOff",
+            "-o",
+            "jsonpath={range .items[*]}{.count} {end}",
+        ]);
+        let counts: Vec<u32> = counts
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        if counts.iter().any(|&c| c >= 2) {
+            assert_eq!(counts.len(), 1, "one BackOff Event, counted: {counts:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the BackOff event is not counted: {counts:?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
 
     // The failing liveness probe restarts the other container.
     node.cluster.wait_pod(

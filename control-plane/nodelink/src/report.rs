@@ -601,6 +601,12 @@ impl Reporter {
         };
         ev["apiVersion"] = json!("v1");
         ev["kind"] = json!("Event");
+        // The recorder is the node whose certificate sent it, whatever the body says.
+        if !ev.get("source").is_some_and(Value::is_object) {
+            ev["source"] = json!({"component": "kubelet"});
+        }
+        ev["source"]["host"] = json!(node);
+        ev["reportingInstance"] = json!(node);
         // Upstream's `<object>.<unix nanoseconds, hex>`; the sub-millisecond digits
         // count, so that events of one batch (Created, Started) get distinct names.
         let sequence = self
@@ -627,8 +633,53 @@ impl Reporter {
                 m.remove("resourceVersion");
             }
         }
+        let event_name = str_at(&ev, "/metadata/name")
+            .unwrap_or_default()
+            .to_string();
+        match self
+            .registry
+            .create(events, Some(&ns), ev.clone(), &WriteOpts::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A repeat of an Event the agent recorded before (its count raised).
+            Err(e) if e.code == 409 && !event_name.is_empty() => {
+                self.update_event_series(node, &ns, &event_name, ev).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces an Event with its repeat (count, lastTimestamp), if that Event was
+    /// recorded by `node` about the same object; its firstTimestamp stays.
+    async fn update_event_series(
+        &self,
+        node: &str,
+        ns: &str,
+        name: &str,
+        mut ev: Value,
+    ) -> Result<(), ReportError> {
+        let events = info("", "events")?;
+        let existing = self.registry.get(events, Some(ns), name, None).await?;
+        let same_object = |field: &str| {
+            str_at(&existing, &format!("/involvedObject/{field}"))
+                == str_at(&ev, &format!("/involvedObject/{field}"))
+        };
+        let recorder = str_at(&existing, "/source/host").unwrap_or_default();
+        if recorder != node || !(same_object("kind") && same_object("name") && same_object("uid")) {
+            return Err(forbidden(
+                node,
+                format!("update event {ns}/{name}, which it did not record about this object"),
+            ));
+        }
+        if let Some(first) = existing.get("firstTimestamp") {
+            ev["firstTimestamp"] = first.clone();
+        }
+        if let Some(rv) = str_at(&existing, "/metadata/resourceVersion") {
+            ev["metadata"]["resourceVersion"] = json!(rv);
+        }
         self.registry
-            .create(events, Some(&ns), ev, &WriteOpts::default())
+            .update(events, Some(ns), name, None, ev, &WriteOpts::default())
             .await?;
         Ok(())
     }
@@ -982,6 +1033,50 @@ mod tests {
             .collect();
         assert!(about.contains(&"n1") && about.contains(&"p1"), "{about:?}");
         assert_eq!(about.iter().filter(|&&a| a == "p1").count(), 2, "{about:?}");
+
+        // An agent-named Event sent again is a repeat: its count and lastTimestamp
+        // change, its firstTimestamp stays. Another node cannot take it over.
+        let named = |count: u32, last: &str, about: &str, uid: &str| {
+            Kind::Event(bytes(json!({
+                "metadata": {"name": "p1.17a0"},
+                "involvedObject": {"kind": "Pod", "namespace": "default", "name": about, "uid": uid},
+                "reason": "BackOff", "message": "m", "type": "Warning",
+                "source": {"component": "kubelet", "host": "n1"},
+                "count": count, "firstTimestamp": last, "lastTimestamp": last
+            })))
+        };
+        assert_eq!(
+            one(
+                &reporter,
+                "n1",
+                named(1, "2026-01-01T00:00:00Z", "p1", &uid1)
+            )
+            .await,
+            ""
+        );
+        assert_eq!(
+            one(
+                &reporter,
+                "n1",
+                named(4, "2026-01-01T00:02:00Z", "p1", &uid1)
+            )
+            .await,
+            ""
+        );
+        let ev = get(&api, "", "events", Some("default"), "p1.17a0")
+            .await
+            .unwrap();
+        assert_eq!(ev["count"], 4);
+        assert_eq!(ev["firstTimestamp"], "2026-01-01T00:00:00Z");
+        assert_eq!(ev["lastTimestamp"], "2026-01-01T00:02:00Z");
+        let uid2 = make_pod(&api, "p3", "n2").await;
+        let taken = one(
+            &reporter,
+            "n2",
+            named(5, "2026-01-01T00:03:00Z", "p3", &uid2),
+        )
+        .await;
+        assert!(taken.contains("did not record"), "{taken}");
         assert!(
             !about.contains(&"n2") && !about.contains(&"p2"),
             "{about:?}"

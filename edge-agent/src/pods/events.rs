@@ -2,10 +2,13 @@
 //! `Started`, `Killing`, `BackOff`, `Unhealthy` …), as core/v1 Events with the
 //! kubelet's source, reasons and messages, sent through the report queue.
 //!
-//! The kubelet's event recorder folds repeats of one event into a count; the server
-//! here only creates events, so the agent drops an event identical to one it sent in
-//! the last [`REPEAT_WINDOW`] instead (a container in CrashLoopBackOff would otherwise
-//! send a BackOff every sync).
+//! Repeats are aggregated as the kubelet's event correlator does: an event identical
+//! to one recorded in the last [`SERIES_WINDOW`] (same object, type, reason and
+//! message) is the same Event, its `count` raised and `lastTimestamp` moved, so that
+//! `kubectl describe` shows `(x5 over 2m)`. To spare the uplink, a repeat is sent at
+//! most every [`RESEND_EVERY`] (a container in CrashLoopBackOff syncs every 10 s); the
+//! count it carries includes the repeats not sent. The agent names the Event
+//! (`<object>.<unix nanoseconds, hex>`), so the server updates the one it created.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +20,22 @@ use serde_json::json;
 
 use crate::report::ReportQueue;
 
-/// How long an identical event is not sent again.
-pub const REPEAT_WINDOW: Duration = Duration::from_secs(300);
+/// How long after its last occurrence an event may still be repeated into the same
+/// Event (upstream's aggregation window is 10 minutes).
+pub const SERIES_WINDOW: Duration = Duration::from_secs(600);
+
+/// The least time between two sends of one series' updates.
+pub const RESEND_EVERY: Duration = Duration::from_secs(30);
+
+/// One Event and its repeats.
+#[derive(Clone, Debug)]
+struct Series {
+    name: String,
+    count: u32,
+    first: Timestamp,
+    last: Timestamp,
+    last_sent: Timestamp,
+}
 
 /// Normal or Warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +69,7 @@ impl EventSink for ReportQueue {
 pub struct Recorder {
     node: String,
     sink: Arc<dyn EventSink>,
-    recent: Arc<Mutex<HashMap<String, Timestamp>>>,
+    recent: Arc<Mutex<HashMap<String, Series>>>,
 }
 
 /// `spec.containers{name}` / `spec.initContainers{name}`, the fieldPath of an event
@@ -96,9 +113,10 @@ impl Recorder {
             field_path.as_deref().unwrap_or_default(),
             kind
         );
-        if !self.fresh(key, now) {
+        let object = meta.name.as_deref().unwrap_or_default();
+        let Some(series) = self.occurrence(key, object, now) else {
             return;
-        }
+        };
         let mut involved = json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -115,7 +133,7 @@ impl Recorder {
             kind,
             reason,
             message,
-            now,
+            &series,
         );
     }
 
@@ -129,29 +147,46 @@ impl Recorder {
         now: Timestamp,
     ) {
         let key = format!("node/{kind:?}/{reason}/{message}");
-        if !self.fresh(key, now) {
+        let node = self.node.clone();
+        let Some(series) = self.occurrence(key, &node, now) else {
             return;
-        }
+        };
         let mut involved = json!({"kind": "Node", "name": self.node});
         if let Some(uid) = uid {
             involved["uid"] = json!(uid);
         }
-        self.send("default", involved, kind, reason, message, now);
+        self.send("default", involved, kind, reason, message, &series);
     }
 
-    fn fresh(&self, key: String, now: Timestamp) -> bool {
+    /// Counts an occurrence of the event `key` about `object` at `now`: the series to
+    /// send, or `None` when this repeat waits for a later one to be sent.
+    fn occurrence(&self, key: String, object: &str, now: Timestamp) -> Option<Series> {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let window = jiff::SignedDuration::try_from(REPEAT_WINDOW).unwrap_or_default();
-        if let Some(last) = recent.get(&key)
-            && now.duration_since(*last) < window
+        let window = jiff::SignedDuration::try_from(SERIES_WINDOW).unwrap_or_default();
+        let resend = jiff::SignedDuration::try_from(RESEND_EVERY).unwrap_or_default();
+        if let Some(series) = recent.get_mut(&key)
+            && now.duration_since(series.last) < window
         {
-            return false;
+            series.count += 1;
+            series.last = now;
+            if now.duration_since(series.last_sent) < resend {
+                return None;
+            }
+            series.last_sent = now;
+            return Some(series.clone());
         }
         if recent.len() > 4096 {
-            recent.retain(|_, t| now.duration_since(*t) < window);
+            recent.retain(|_, s| now.duration_since(s.last) < window);
         }
-        recent.insert(key, now);
-        true
+        let series = Series {
+            name: format!("{object}.{:x}", now.as_nanosecond().max(0)),
+            count: 1,
+            first: now,
+            last: now,
+            last_sent: now,
+        };
+        recent.insert(key, series.clone());
+        Some(series)
     }
 
     fn send(
@@ -161,17 +196,18 @@ impl Recorder {
         kind: EventType,
         reason: &str,
         message: &str,
-        now: Timestamp,
+        series: &Series,
     ) {
-        let stamp = now
-            .round(jiff::Unit::Second)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        let micro = now.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+        let seconds = |t: Timestamp| {
+            t.round(jiff::Unit::Second)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        };
+        let micro = series.first.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
         let event = json!({
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"namespace": namespace},
+            "metadata": {"namespace": namespace, "name": series.name},
             "involvedObject": involved,
             "reason": reason,
             "message": message,
@@ -179,11 +215,11 @@ impl Recorder {
             "source": {"component": "kubelet", "host": self.node},
             "reportingComponent": "kubelet",
             "reportingInstance": self.node,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
+            "firstTimestamp": seconds(series.first),
+            "lastTimestamp": seconds(series.last),
             "eventTime": micro,
             "action": reason,
-            "count": 1,
+            "count": series.count,
         });
         self.sink.send(event.to_string().into_bytes());
     }
@@ -206,7 +242,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn container_events_carry_the_field_path_and_repeats_are_dropped() {
+    fn container_events_carry_the_field_path_and_repeats_are_counted() {
         let sink = Arc::new(Collected::default());
         let r = Recorder::new("pi-1", sink.clone());
         let pod: Pod = serde_json::from_value(json!({
@@ -230,18 +266,37 @@ pub(crate) mod tests {
             EventType::Warning,
             "BackOff",
             "Back-off restarting failed container app in pod web_apps(u1)",
-            t0 + jiff::SignedDuration::from_secs(30),
+            t0 + jiff::SignedDuration::from_secs(10),
         );
+        r.pod(
+            &pod,
+            Some(path.clone()),
+            EventType::Warning,
+            "BackOff",
+            "Back-off restarting failed container app in pod web_apps(u1)",
+            t0 + jiff::SignedDuration::from_secs(40),
+        );
+        // Long after the last repeat: a new Event.
         r.pod(
             &pod,
             Some(path),
             EventType::Warning,
             "BackOff",
             "Back-off restarting failed container app in pod web_apps(u1)",
-            t0 + jiff::SignedDuration::from_secs(301),
+            t0 + jiff::SignedDuration::from_secs(40 + 601),
         );
         let events = sink.0.lock().unwrap();
-        assert_eq!(events.len(), 2);
+        // The first, the third (the second waited for it: within 30 s), the fourth.
+        assert_eq!(events.len(), 3);
+        let name = events[0]["metadata"]["name"].as_str().unwrap();
+        assert!(name.starts_with("web."), "{name}");
+        assert_eq!(events[0]["count"], 1);
+        assert_eq!(events[1]["metadata"]["name"], name, "the same Event");
+        assert_eq!(events[1]["count"], 3);
+        assert_eq!(events[1]["firstTimestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(events[1]["lastTimestamp"], "2023-11-14T22:14:00Z");
+        assert_ne!(events[2]["metadata"]["name"], name);
+        assert_eq!(events[2]["count"], 1);
         assert_eq!(
             events[0]["involvedObject"]["fieldPath"],
             "spec.containers{app}"
