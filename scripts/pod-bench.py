@@ -269,9 +269,17 @@ def main():
     rss_at = [int(x) for x in a.rss.split(",")]
     base = tempfile.mkdtemp(prefix="kedge-pod-bench.")
     procs = []
+    ok = False
     try:
         run(a, base, procs, rss_at)
+        ok = True
     finally:
+        if not ok:
+            keep = tempfile.mkdtemp(prefix="pod-bench-logs.")
+            for log in ["agent.log", "server.log"]:
+                if os.path.exists(f"{base}/{log}"):
+                    shutil.copy(f"{base}/{log}", keep)
+            say(f"the run failed; the agent's and the server's logs are kept in {keep}")
         for proc in reversed(procs):
             proc.terminate()
             try:
@@ -297,14 +305,21 @@ def run(a, base, procs, rss_at):
         stderr=subprocess.PIPE, text=True, env=env)
     procs.append(srv)
     url = None
+    server_log = open(f"{base}/server.log", "w")
     for line in srv.stderr:
+        server_log.write(line)
         m = re.search(r"server=(https://\S+)", line)
         if "Kubernetes API ready" in line and m:
             url = m.group(1)
             break
     if not url:
         die("kedge server did not get ready")
-    threading.Thread(target=lambda: [None for _ in srv.stderr], daemon=True).start()
+
+    def keep_server_log():
+        for line in srv.stderr:
+            server_log.write(line)
+            server_log.flush()
+    threading.Thread(target=keep_server_log, daemon=True).start()
     token = open(f"{base}/srv/server/token").read().strip()
     agent_log = open(f"{base}/agent.log", "w")
     agent = subprocess.Popen(

@@ -195,6 +195,11 @@ impl NodeRuntime {
         } else {
             Registries::default()
         };
+        // CNI plugins run in the runtime's cgroup, as under containerd's CRI plugin.
+        let cni_launcher = match &options.budgets {
+            Some(budgets) => Some(budgets.plugin_launcher(&agent_dir.join("etc/cni"))?),
+            None => None,
+        };
         let config = RuntimeConfig {
             node_name: node.to_string(),
             data_dir: data_dir.to_path_buf(),
@@ -216,6 +221,7 @@ impl NodeRuntime {
                 .clone()
                 .map(|b| b as Arc<dyn crate::pods::containerd::CgroupPlacement>),
             tokens,
+            cni_launcher,
         };
         let runtime = ContainerdRuntime::new(client.clone(), config, store.clone());
         let streams = PodStreams::new(runtime.clone(), store.clone());

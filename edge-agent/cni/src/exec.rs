@@ -40,7 +40,17 @@ pub(crate) struct Invocation<'a> {
     pub ifname: &'a str,
     pub cni_args: &'a str,
     pub bin_dirs: &'a [PathBuf],
+    /// Runs the plugin as `<launcher> <plugin>` (see `CniConfig::launcher`).
+    pub launcher: Option<&'a Path>,
 }
+
+/// The most plugin processes this agent runs at once. Thirty pods starting together
+/// would otherwise run sixty Go processes (bridge and its IPAM) of 5–10 MiB each, which
+/// no small device's budget holds; the rest wait their turn.
+pub const MAX_CONCURRENT_PLUGINS: usize = 4;
+
+static PLUGIN_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_PLUGINS);
 
 /// The error object a plugin prints on stdout when it fails.
 #[derive(Debug, Deserialize)]
@@ -87,7 +97,16 @@ pub(crate) async fn run_plugin(
         value: format!("{:?}", inv.bin_dirs),
         reason: e.to_string(),
     })?;
-    let mut cmd = tokio::process::Command::new(binary);
+    // Never closed, so acquiring only waits.
+    let _slot = PLUGIN_SLOTS.acquire().await.ok();
+    let mut cmd = match inv.launcher {
+        Some(launcher) => {
+            let mut cmd = tokio::process::Command::new(launcher);
+            cmd.arg(binary);
+            cmd
+        }
+        None => tokio::process::Command::new(binary),
+    };
     // Plugins inherit our environment (they run iptables, which needs PATH), with the
     // CNI variables set fresh.
     cmd.env("CNI_COMMAND", inv.op.as_str())

@@ -64,6 +64,7 @@ pub use conflist::{
     conflist, parse_pod_cidrs, write_conflist,
 };
 pub use error::CniError;
+pub use exec::MAX_CONCURRENT_PLUGINS;
 pub use netns::{
     DEFAULT_NETNS_DIR, Netns, NetnsDir, connect_addr_in_netns, connect_tcp_in_netns,
     connect_tcp_in_netns_blocking, is_netns, remove_pinned, run_in_netns, tcp_socket_in_netns,

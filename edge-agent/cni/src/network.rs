@@ -34,6 +34,10 @@ pub struct CniConfig {
     /// Where teardown pins the short-lived stand-in namespace it needs when a sandbox's
     /// own is gone (see [`PodNetwork::teardown`]).
     pub netns_dir: PathBuf,
+    /// Runs each plugin as `<launcher> <plugin>` when set: the agent's launcher puts
+    /// the plugin in the container runtime's cgroup first, so that its memory is not
+    /// charged to the agent's budget.
+    pub launcher: Option<PathBuf>,
 }
 
 impl CniConfig {
@@ -51,6 +55,7 @@ impl CniConfig {
             cache_dir: data_dir.join("agent/cni/cache"),
             ifname: "eth0".to_string(),
             plugin_timeout: Duration::from_secs(60),
+            launcher: None,
             netns_dir: PathBuf::from(crate::netns::DEFAULT_NETNS_DIR),
         }
     }
@@ -126,6 +131,7 @@ impl PodNetwork {
                 ifname: "",
                 cni_args: "",
                 bin_dirs: &self.config.bin_dirs,
+                launcher: self.config.launcher.as_deref(),
             };
             let out = exec::run_plugin(
                 &plugin.plugin_type,
@@ -206,6 +212,7 @@ impl PodNetwork {
             ifname: &self.config.ifname,
             cni_args: &cni_args,
             bin_dirs: &self.config.bin_dirs,
+            launcher: self.config.launcher.as_deref(),
         };
 
         let mut prev: Option<Value> = None;
@@ -368,6 +375,7 @@ impl PodNetwork {
             ifname: &self.config.ifname,
             cni_args: &cni_args,
             bin_dirs: &self.config.bin_dirs,
+            launcher: self.config.launcher.as_deref(),
         };
         let deleted = self
             .del_chain(&network, &inv, prev.as_ref(), &port_mappings)
@@ -416,6 +424,7 @@ impl PodNetwork {
                 ifname: &self.config.ifname,
                 cni_args: &cni_args,
                 bin_dirs: &self.config.bin_dirs,
+                launcher: self.config.launcher.as_deref(),
             };
             for plugin in &network.plugins {
                 self.run_one(

@@ -65,6 +65,7 @@ esac
             ifname: "eth0".to_string(),
             plugin_timeout: Duration::from_secs(10),
             netns_dir: self.dir.path().join("netns"),
+            launcher: None,
         }
     }
 
@@ -464,4 +465,74 @@ async fn setup_again_returns_the_cached_attachment_without_a_second_add() {
     assert!(matches!(err, CniError::AlreadyAttached { .. }), "{err:?}");
     assert!(err.to_string().contains("tear it down first"), "{err}");
     assert_eq!(f.calls().len(), 1);
+}
+
+/// Plugins run through the launcher (`<launcher> <plugin>`: the agent's puts them in the
+/// runtime's cgroup), and never more than `MAX_CONCURRENT_PLUGINS` at once, however many
+/// pods start together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_run_through_the_launcher_a_few_at_a_time() {
+    let f = Fixture::new();
+    f.plugin(
+        "slow",
+        &format!("sleep 0.2; {}", print(&result_json("10.0.0.9"))),
+    );
+    let running = f.dir.path().join("running");
+    std::fs::create_dir_all(&running).unwrap();
+    let launcher = f.dir.path().join("launcher");
+    std::fs::write(
+        &launcher,
+        format!(
+            "#!/bin/sh\n\
+             r='{running}'\n\
+             touch \"$r/$$\"\n\
+             ls \"$r\" | wc -l >> '{seen}'\n\
+             echo \"$1\" >> '{launched}'\n\
+             \"$@\"; s=$?\n\
+             rm -f \"$r/$$\"\n\
+             exit $s\n",
+            running = running.display(),
+            seen = f.dir.path().join("seen").display(),
+            launched = f.dir.path().join("launched").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let list = NetworkConfigList::parse(
+        r#"{"cniVersion":"1.0.0","name":"scripted","plugins":[{"type":"slow"}]}"#,
+        "test",
+    )
+    .unwrap();
+    let mut config = f.config();
+    config.launcher = Some(launcher);
+    let net = std::sync::Arc::new(PodNetwork::with_network(config, list).unwrap());
+    let setups: Vec<_> = (0..12)
+        .map(|i| {
+            let net = net.clone();
+            tokio::spawn(async move {
+                let pod = PodRef::new("team-a", &format!("web-{i}"), &format!("uid-{i}"));
+                net.setup(&format!("sb{i}"), Path::new(SELF_NETNS), &pod, &[])
+                    .await
+            })
+        })
+        .collect();
+    for s in setups {
+        s.await.unwrap().expect("every setup succeeds, in turn");
+    }
+    let launched = std::fs::read_to_string(f.dir.path().join("launched")).unwrap();
+    assert_eq!(launched.lines().count(), 12, "{launched}");
+    assert!(
+        launched.lines().all(|l| l.ends_with("/bin/slow")),
+        "{launched}"
+    );
+    let seen: Vec<usize> = std::fs::read_to_string(f.dir.path().join("seen"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let most = seen.iter().copied().max().unwrap_or(0);
+    assert!(
+        (2..=kedge_cni::MAX_CONCURRENT_PLUGINS).contains(&most),
+        "plugins ran {most} at once at most: {seen:?}"
+    );
 }

@@ -96,6 +96,8 @@ pub struct RuntimeConfig {
     pub cgroups: Option<Arc<dyn CgroupPlacement>>,
     /// ServiceAccount tokens for projected volumes.
     pub tokens: Arc<crate::tokens::ServiceAccountTokens>,
+    /// Runs CNI plugins in the runtime's cgroup (see `Budgets::plugin_launcher`).
+    pub cni_launcher: Option<PathBuf>,
 }
 
 /// Where pods' processes go in the cgroup tree (implemented over kedge-cgroups).
@@ -244,6 +246,7 @@ impl ContainerdRuntime {
         let mut config = kedge_cni::CniConfig::for_data_dir(&self.config.data_dir);
         config.bin_dirs = self.config.cni_bin_dirs.clone();
         config.netns_dir = self.config.netns_dir.clone();
+        config.launcher = self.config.cni_launcher.clone();
         let mut options = kedge_cni::BridgeOptions::for_data_dir(&self.config.data_dir);
         options.bridge = self.config.cni_bridge.clone();
         let text = kedge_cni::conflist(&cidr, &options)
