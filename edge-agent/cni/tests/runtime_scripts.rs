@@ -510,7 +510,7 @@ async fn plugins_run_through_the_launcher_a_few_at_a_time() {
         .map(|i| {
             let net = net.clone();
             tokio::spawn(async move {
-                let pod = PodRef::new("team-a", &format!("web-{i}"), &format!("uid-{i}"));
+                let pod = PodRef::new("team-a", format!("web-{i}"), format!("uid-{i}"));
                 net.setup(&format!("sb{i}"), Path::new(SELF_NETNS), &pod, &[])
                     .await
             })

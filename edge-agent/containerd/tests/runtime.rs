@@ -669,7 +669,9 @@ async fn a_containerd_left_by_a_killed_agent_is_replaced() {
     config.state_dir = other.path().join("state");
     std::fs::create_dir_all(config.socket_path().parent().unwrap()).unwrap();
     let _listener = tokio::net::UnixListener::bind(config.socket_path()).unwrap();
-    let err = Supervisor::start(config).await.err().expect("refused");
+    let Err(err) = Supervisor::start(config).await else {
+        panic!("a containerd was started on someone else's socket");
+    };
     let msg = err.to_string();
     assert!(
         msg.contains(&format!("process {}", std::process::id()))
