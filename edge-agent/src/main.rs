@@ -664,7 +664,30 @@ fn error_chain(err: &anyhow::Error) -> String {
     out
 }
 
+/// glibc gives each thread that allocates its own malloc arena (up to eight per core),
+/// and memory freed in one is not reused by another. The agent's allocations are small
+/// and its threads few, so it runs with at most two arenas: pod-bench measured 17.0 MiB
+/// instead of 19.7 MiB of RSS with 10 pods. glibc reads `MALLOC_ARENA_MAX` before the
+/// first allocation, so the agent sets it and executes itself again, once; a value
+/// already set (by the operator or a unit file) is kept.
+fn limit_malloc_arenas() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "kedge-agent".into());
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
+        .env("MALLOC_ARENA_MAX", "2")
+        .exec();
+    // exec returns only when it failed: run as we are.
+    eprintln!("kedge-agent: cannot limit malloc arenas ({error}); running without");
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let argv = match with_config_file(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(err) => {
