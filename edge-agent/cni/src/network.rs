@@ -550,6 +550,11 @@ impl PodNetwork {
         out
     }
 
+    /// Whether ADD left a cached result for this sandbox that no DEL has cleared yet.
+    pub fn has_cached_attachment(&self, sandbox_id: &str) -> bool {
+        validate_container_id(sandbox_id).is_ok() && self.cache_path(sandbox_id).exists()
+    }
+
     fn cache_path(&self, sandbox_id: &str) -> PathBuf {
         self.config.cache_dir.join("results").join(format!(
             "{}-{}-{}",

@@ -179,10 +179,15 @@ async fn add_runs_in_order_with_prev_result_and_del_runs_in_reverse_with_the_cac
     // DEL from another PodNetwork (as after a restart): reverse order, the cached final
     // result as prevResult, the cached port mappings again
     let restarted = f.network(r#"{"type":"first"},{"type":"second"}"#);
+    assert!(restarted.has_cached_attachment("sb1"));
     restarted
         .teardown("sb1", Some(Path::new(SELF_NETNS)), &pod())
         .await
         .unwrap();
+    assert!(
+        !restarted.has_cached_attachment("sb1"),
+        "a DEL forgets the attachment"
+    );
     let calls = f.calls();
     assert_eq!(
         calls[2..]
@@ -457,6 +462,8 @@ async fn setup_again_returns_the_cached_attachment_without_a_second_add() {
         .unwrap();
     assert_eq!(first, again);
     assert_eq!(f.calls().len(), 1, "one ADD only");
+    assert!(restarted.has_cached_attachment("sb5"));
+    assert!(!restarted.has_cached_attachment("sb6"));
     // the same sandbox id with another namespace is a caller's mistake
     let err = restarted
         .setup("sb5", Path::new("/proc/thread-self/ns/net"), &pod(), &[])

@@ -937,9 +937,13 @@ impl PodRuntime for ContainerdRuntime {
                 if let Ok(network) = self.network() {
                     let podref = kedge_cni::PodRef::new(&ns, &name, &uid);
                     let present = kedge_cni::is_netns(&netns);
-                    if let Err(e) = network
-                        .teardown(sandbox_id, present.then_some(netns.as_path()), &podref)
-                        .await
+                    // A second stop (remove_sandbox stops first) finds the namespace
+                    // unpinned and the attachment forgotten: DEL ran already.
+                    let attached = present || network.has_cached_attachment(sandbox_id);
+                    if attached
+                        && let Err(e) = network
+                            .teardown(sandbox_id, present.then_some(netns.as_path()), &podref)
+                            .await
                     {
                         warn!(sandbox = %sandbox_id, error = %e, "cannot tear down the pod's network");
                     }
