@@ -675,9 +675,14 @@ fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
     }
+    // The path /proc/self/exe names (not that link itself: under qemu-user it would
+    // name the emulator).
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| "kedge-agent".into());
-    let error = std::process::Command::new("/proc/self/exe")
+    let error = std::process::Command::new(exe)
         .arg0(argv0)
         .args(args)
         .env("MALLOC_ARENA_MAX", "2")
