@@ -125,9 +125,11 @@ impl Target {
             &Path::new(self.sysroot).join("lib"),
             "install the cross glibc (libc6-dev-arm64-cross, libc6-dev-armhf-cross)",
         );
+        // The sysroot through the environment, not `-L`: the agent executes itself once
+        // at start (to set MALLOC_ARENA_MAX), and that exec reaches qemu through
+        // binfmt_misc, which passes no arguments but keeps the environment.
         let mut cmd = Command::new(self.qemu);
-        cmd.arg("-L")
-            .arg(self.sysroot)
+        cmd.env("QEMU_LD_PREFIX", self.sysroot)
             .arg(self.binary())
             .args(args);
         cmd
