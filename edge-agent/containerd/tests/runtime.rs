@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Env, process, read_all, spec, uid, within};
+use common::{Env, process, read_all, spec, task_status_once_reachable, uid, within};
 use futures::StreamExt;
 use kedge_containerd::crilog::{self, ReadOptions, RotationPolicy};
 use kedge_containerd::testimage::{BusyboxImage, ImageFormat, build_busybox_image, build_image};
@@ -313,17 +313,10 @@ async fn supervisor_restarts_containerd_and_containers_keep_running() {
     assert_ne!(sup.pid().unwrap(), old);
     // The container never stopped, and the same client reaches the new containerd.
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok());
-    let mut status = None;
-    for _ in 0..50 {
-        match c.task_status(&id).await {
-            Ok(s) => {
-                status = s;
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    assert_eq!(status, Some(TaskState::Running { pid }));
+    assert_eq!(
+        task_status_once_reachable(c, &id).await,
+        Some(TaskState::Running { pid })
+    );
     env.teardown().await;
 }
 
@@ -651,17 +644,10 @@ async fn a_containerd_left_by_a_killed_agent_is_replaced() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok(),
         "the container kept running"
     );
-    let mut status = None;
-    for _ in 0..50 {
-        match env.client.task_status(&id).await {
-            Ok(s) => {
-                status = s;
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    assert_eq!(status, Some(TaskState::Running { pid }));
+    assert_eq!(
+        task_status_once_reachable(&env.client, &id).await,
+        Some(TaskState::Running { pid })
+    );
 
     // Someone else's socket.
     let other = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kedge_containerd::testimage::{ImageFormat, build_busybox_image};
-use kedge_containerd::{Client, ContainerdConfig, ImageRef, Supervisor};
+use kedge_containerd::{Client, ContainerdConfig, ImageRef, Supervisor, TaskState};
 
 pub fn require_host() {
     assert!(
@@ -131,4 +131,16 @@ pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) ->
         Ok(t) => t,
         Err(_) => panic!("{what} did not finish within 60s"),
     }
+}
+
+/// A task's status, asked again for up to 5 s while a (re)started containerd does not
+/// answer yet.
+pub async fn task_status_once_reachable(client: &Client, id: &str) -> Option<TaskState> {
+    for _ in 0..50 {
+        match client.task_status(id).await {
+            Ok(status) => return status,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("containerd did not answer for task {id} within 5 s");
 }
