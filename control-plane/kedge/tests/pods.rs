@@ -496,7 +496,7 @@ spec:
     assert_eq!(last, "1");
     let logs = node.cluster.ok(&["logs", "crash", "--previous"]);
     assert!(logs.contains("crashing"), "{logs}");
-    // Repeated events are one Event with a count (kubectl describe: "x3 over 40s").
+    // Repeated events are one Event with a count.
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         let counts = node.cluster.ok(&[

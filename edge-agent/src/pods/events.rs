@@ -5,7 +5,7 @@
 //! Repeats are aggregated as the kubelet's event correlator does: an event identical
 //! to one recorded in the last [`SERIES_WINDOW`] (same object, type, reason and
 //! message) is the same Event, its `count` raised and `lastTimestamp` moved, so that
-//! `kubectl describe` shows `(x5 over 2m)`. To spare the uplink, a repeat is sent at
+//! one Event says how often and over how long it happened. To spare the uplink, a repeat is sent at
 //! most every [`RESEND_EVERY`] (a container in CrashLoopBackOff syncs every 10 s); the
 //! count it carries includes the repeats not sent. The agent names the Event
 //! (`<object>.<unix nanoseconds, hex>`), so the server updates the one it created.
