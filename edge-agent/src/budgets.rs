@@ -80,18 +80,9 @@ pub const PID_AVAILABLE_MIN_PERCENT: u64 = 10;
 /// `kedge-<hash of the data dir>` for any other, so agents of different data dirs
 /// (tests) never share a cgroup.
 pub fn layout_prefix(data_dir: &Path) -> String {
-    if data_dir == Path::new("/var/lib/kedge") {
-        return String::new();
-    }
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        data_dir.as_os_str().as_encoded_bytes(),
-    );
-    let short: String = digest.as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("kedge-{short}")
+    crate::node_runtime::data_dir_tag(data_dir)
+        .map(|tag| format!("kedge-{tag}"))
+        .unwrap_or_default()
 }
 
 /// The disk thresholds to watch (the profile's nodefs and imagefs signals). A soft

@@ -98,18 +98,29 @@ pub struct NodeRuntime {
 /// per data dir otherwise, so that agents of different data dirs (tests) never share
 /// a socket.
 pub fn containerd_state_dir(data_dir: &Path) -> PathBuf {
+    match data_dir_tag(data_dir) {
+        None => PathBuf::from("/run/kedge/containerd"),
+        Some(tag) => PathBuf::from(format!("/run/kedge/{tag}/containerd")),
+    }
+}
+
+/// Eight hex digits of the SHA-256 of a data dir that is not the default
+/// (`/var/lib/kedge`: `None`), to keep the host-wide names of agents with other data
+/// dirs (state dirs, cgroups) apart.
+pub fn data_dir_tag(data_dir: &Path) -> Option<String> {
     if data_dir == Path::new("/var/lib/kedge") {
-        return PathBuf::from("/run/kedge/containerd");
+        return None;
     }
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
         data_dir.as_os_str().as_encoded_bytes(),
     );
-    let short: String = digest.as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    PathBuf::from(format!("/run/kedge/{short}/containerd"))
+    Some(
+        digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }
 
 impl NodeRuntime {
