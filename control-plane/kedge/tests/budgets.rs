@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use common::agent::{Agent, server_token, wait_ready};
+use common::agent::{Agent, airgap_busybox, cluster_with_cidr, server_token, wait_ready};
 
 /// The image the agent imports; `IfNotPresent`, as no registry can be reached.
 const IMAGE: &str = "docker.io/library/busybox:kedge-e2e";
@@ -191,24 +191,9 @@ impl Node {
     /// kedge-bud<n>. `profile`: a built-in name or a file.
     fn start(n: u8, profile: &str, extra: &[&str]) -> Node {
         require_root_and_cgroup_v1();
-        let server_dir = tempfile::tempdir().unwrap();
-        let cidr = format!("10.{}.0.0/16", 110 + n);
-        let cluster = Cluster::start_with_args(
-            server_dir.path(),
-            "",
-            common::free_port(),
-            &["--cluster-cidr", &cidr],
-        )
-        .owning(server_dir);
+        let cluster = cluster_with_cidr(&format!("10.{}.0.0/16", 110 + n));
         let dir = tempfile::tempdir().unwrap();
-        let images = dir.path().join("agent").join("images");
-        std::fs::create_dir_all(&images).unwrap();
-        kedge_containerd::testimage::build_busybox_image(
-            &images.join("busybox.tar"),
-            IMAGE,
-            kedge_containerd::testimage::ImageFormat::OciLayout,
-        )
-        .expect("build the busybox image from /bin/busybox");
+        airgap_busybox(dir.path(), IMAGE);
         let name = format!("budgets-{n}");
         let bridge = format!("kedge-bud{n}");
         let token = server_token(&cluster);

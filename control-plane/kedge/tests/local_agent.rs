@@ -25,14 +25,7 @@ fn kedge_server_runs_a_local_agent_that_runs_pods() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     // The local agent's state is <data-dir>/agent, airgap images included.
-    let images = data_dir.join("agent").join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    kedge_containerd::testimage::build_busybox_image(
-        &images.join("busybox.tar"),
-        IMAGE,
-        kedge_containerd::testimage::ImageFormat::OciLayout,
-    )
-    .expect("build the busybox image from /bin/busybox (busybox-static)");
+    common::agent::airgap_busybox(&data_dir, IMAGE);
 
     let mut cmd = common::kedge_with_local_agent(&data_dir, "", 0);
     cmd.args([

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use common::agent::{Agent, server_token, wait_ready};
+use common::agent::{Agent, airgap_busybox, cluster_with_cidr, server_token, wait_ready};
 
 /// The image the agent imports; `IfNotPresent`, as no registry can be reached.
 const IMAGE: &str = "docker.io/library/busybox:kedge-e2e";
@@ -60,24 +60,9 @@ impl Node {
     /// `n` keeps concurrent tests apart: cluster CIDR 10.(100+n).0.0/16, bridge kedge-e2e<n>.
     fn start(n: u8) -> Node {
         require_root();
-        let server_dir = tempfile::tempdir().unwrap();
-        let cidr = format!("10.{}.0.0/16", 100 + n);
-        let cluster = Cluster::start_with_args(
-            server_dir.path(),
-            "",
-            common::free_port(),
-            &["--cluster-cidr", &cidr],
-        )
-        .owning(server_dir);
+        let cluster = cluster_with_cidr(&format!("10.{}.0.0/16", 100 + n));
         let dir = tempfile::tempdir().unwrap();
-        let images = dir.path().join("agent").join("images");
-        std::fs::create_dir_all(&images).unwrap();
-        kedge_containerd::testimage::build_busybox_image(
-            &images.join("busybox.tar"),
-            IMAGE,
-            kedge_containerd::testimage::ImageFormat::OciLayout,
-        )
-        .expect("build the busybox image from /bin/busybox");
+        airgap_busybox(dir.path(), IMAGE);
         let name = format!("e2e-{n}");
         let bridge = format!("kedge-e2e{n}");
         let mut node = Node {

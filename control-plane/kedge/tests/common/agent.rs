@@ -220,3 +220,28 @@ pub fn cluster_log_until(cluster: &Cluster, text: &str, within: Duration) -> Str
         }
     }
 }
+
+/// Puts a busybox image tagged `image` (built from /bin/busybox) in the airgap directory
+/// of the agent whose `--data-dir` is `data_dir`, for it to import at start.
+pub fn airgap_busybox(data_dir: &Path, image: &str) {
+    let images = data_dir.join("agent").join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    kedge_containerd::testimage::build_busybox_image(
+        &images.join("busybox.tar"),
+        image,
+        kedge_containerd::testimage::ImageFormat::OciLayout,
+    )
+    .expect("build the busybox image from /bin/busybox (busybox-static)");
+}
+
+/// A server of its own (its data dir owned by it) with pods in `cidr`.
+pub fn cluster_with_cidr(cidr: &str) -> Cluster {
+    let server_dir = tempfile::tempdir().unwrap();
+    Cluster::start_with_args(
+        server_dir.path(),
+        "",
+        super::free_port(),
+        &["--cluster-cidr", cidr],
+    )
+    .owning(server_dir)
+}
